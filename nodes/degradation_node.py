@@ -1,0 +1,111 @@
+"""Node "Degradation Operator": choose the forward operator and make (or accept) the measurement."""
+
+from __future__ import annotations
+
+import torch
+
+from ..dwgf.degradation import (
+    OPERATOR_KINDS,
+    Degradation,
+    OperatorSettings,
+    build_operator,
+    clean_size_for_measurement,
+)
+from ..dwgf.errors import require
+from ..dwgf.imaging import comfy_image_to_signed, signed_to_comfy_image
+from ..dwgf.operators import PADDINGS
+from .common import CATEGORY, DEGRADATION_TYPE
+
+IMAGE_IS_CLEAN = "clean (simulate the measurement)"
+IMAGE_IS_MEASUREMENT = "already degraded (use it as the measurement)"
+
+
+class DegradationOperator:
+    """Builds a DEGRADATION for the samplers, and the measurement as an IMAGE."""
+
+    DESCRIPTION = (
+        "Chooses the forward operator A of the restoration problem (inpainting, super-resolution, "
+        "deblurring, denoising, colorization). With a clean image it simulates the measurement "
+        "y = A(x) + sigma_y * noise; with a photo that is already degraded (a small image, a photo "
+        "with a hole) it uses the photo itself as y. Outputs the DEGRADATION for the DWGF/PSLD "
+        "Sampler, the measurement as an image, and the naive restoration A†y."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "build"
+    RETURN_TYPES = (DEGRADATION_TYPE, "IMAGE", "IMAGE")
+    RETURN_NAMES = ("degradation", "measurement", "pseudo_inverse")
+    OUTPUT_TOOLTIPS = (
+        "The operator and noise level; connect to a DWGF or PSLD Sampler.",
+        "The measurement y as a picture: the image with its hole (grey), the small image, the blurred image.",
+        "A†y: the measurement mapped back to full size without any prior (the naive restoration).",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "A clean image to degrade, or your already-degraded photo "
+                                    "(see 'image_is')."}),
+                "image_is": ([IMAGE_IS_CLEAN, IMAGE_IS_MEASUREMENT], {
+                    "default": IMAGE_IS_CLEAN,
+                    "tooltip": "clean: simulate y = A(image) + noise (for testing and benchmarks). "
+                               "already degraded: the image is y itself — a low-resolution photo for "
+                               "super-resolution (output is scale_factor times larger), a photo with a "
+                               "hole plus a mask for inpainting, a blurry or noisy photo."}),
+                "operator": (list(OPERATOR_KINDS), {
+                    "default": "inpaint box (centre)",
+                    "tooltip": "The forward operator A. 'inpaint mask' uses the mask input (white = fill)."}),
+                "scale_factor": ("INT", {"default": 4, "min": 2, "max": 16, "step": 1,
+                                         "tooltip": "Super-resolution factor r; must divide the image size."}),
+                "kernel_size": ("INT", {"default": 61, "min": 3, "max": 255, "step": 2,
+                                        "tooltip": "Blur kernel side in pixels (odd). Reference: 61 at 256², "
+                                                   "double it at 512²."}),
+                "blur_sigma": ("FLOAT", {"default": 3.0, "min": 0.1, "max": 50.0, "step": 0.1,
+                                         "tooltip": "Gaussian blur width in pixels. Reference: 3.0 at 256²."}),
+                "motion_intensity": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05,
+                                               "tooltip": "How erratic and long the random camera path of "
+                                                          "the motion-blur kernel is."}),
+                "keep_probability": ("FLOAT", {"default": 0.3, "min": 0.01, "max": 0.99, "step": 0.01,
+                                               "tooltip": "'inpaint random pixels': chance that a pixel is kept."}),
+                "box_fraction": ("FLOAT", {"default": 0.5, "min": 0.05, "max": 0.95, "step": 0.05,
+                                           "tooltip": "'inpaint box (centre)': hole side as a fraction of the "
+                                                      "shorter image side."}),
+                "sigma_y": ("FLOAT", {"default": 0.001, "min": 0.0, "max": 1.0, "step": 0.001,
+                                      "tooltip": "Measurement noise std in the [-1, 1] image scale, added when "
+                                                 "simulating y from a clean image (reference 0.001)."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
+                                 "tooltip": "Seed of the measurement noise, the random mask and the "
+                                            "motion-blur kernel."}),
+            },
+            "optional": {
+                "mask": ("MASK", {"tooltip": "For 'inpaint mask': the region to fill (1 = fill), the size "
+                                             "of the clean image."}),
+                "padding": (list(PADDINGS), {"default": "reflect",
+                                             "tooltip": "Boundary handling of blur and bicubic filters."}),
+            },
+        }
+
+    def build(self, image: torch.Tensor, image_is: str, operator: str, scale_factor: int, kernel_size: int,
+              blur_sigma: float, motion_intensity: float, keep_probability: float, box_fraction: float,
+              sigma_y: float, seed: int, mask: torch.Tensor | None = None,
+              padding: str = "reflect") -> tuple[Degradation, torch.Tensor, torch.Tensor]:
+        require(sigma_y >= 0, f"sigma_y must be >= 0 (got {sigma_y}): it is a noise standard deviation")
+        settings = OperatorSettings(kind=operator, scale_factor=scale_factor, kernel_size=kernel_size,
+                                    blur_sigma=blur_sigma, motion_intensity=motion_intensity,
+                                    keep_probability=keep_probability, box_fraction=box_fraction,
+                                    seed=seed, padding=padding)
+        pixels = comfy_image_to_signed(image, "image")
+        if image_is == IMAGE_IS_CLEAN:
+            op = build_operator(settings, pixels.shape[2], pixels.shape[3], mask)
+            y = op.measure(pixels, sigma_y, seed)
+            degradation = Degradation(op, sigma_y, settings)
+        else:
+            height, width = clean_size_for_measurement(settings, pixels.shape[2], pixels.shape[3])
+            op = build_operator(settings, height, width, mask)
+            degradation = Degradation(op, 0.0, settings, {"user_measurement": True})
+            y = degradation.measurement_from_image(pixels)
+        return (degradation, signed_to_comfy_image(op.to_image(y)), signed_to_comfy_image(op.pseudo_inverse(y)))
+
+
+NODE_CLASS_MAPPINGS = {"DWGF_DegradationOperator": DegradationOperator}
+NODE_DISPLAY_NAME_MAPPINGS = {"DWGF_DegradationOperator": "Degradation Operator"}

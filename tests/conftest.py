@@ -1,0 +1,52 @@
+"""Shared fixtures: the real ComfyUI (vendored 2024 copy, or DWGF_COMFYUI_ROOT) and the pack in it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))  # the harness modules, by bare name
+
+import comfyui_env  # noqa: E402
+
+
+def _register_core_package() -> None:
+    """Make the pure core importable as ``dwgf`` without putting the repo root (and its
+    ``nodes/`` package, which would shadow ComfyUI's ``nodes.py``) on ``sys.path``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "dwgf", REPO / "dwgf" / "__init__.py", submodule_search_locations=[str(REPO / "dwgf")]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["dwgf"] = module
+    spec.loader.exec_module(module)
+
+
+_register_core_package()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    root = comfyui_env.comfyui_root()
+    return f"ComfyUI: {root} (version {comfyui_env.comfyui_version(root)})"
+
+
+@pytest.fixture(scope="session")
+def comfy_nodes():
+    """ComfyUI's ``nodes`` module after its own loader imported the pack."""
+    return comfyui_env.import_comfyui()
+
+
+@pytest.fixture(scope="session")
+def pack(comfy_nodes):
+    """The pack's top-level module as ComfyUI imported it."""
+    return sys.modules[comfyui_env.PACK_FOLDER_NAME]
+
+
+@pytest.fixture(scope="session")
+def core(pack):
+    """The pack's ``dwgf`` core package (the same module objects the nodes use)."""
+    return sys.modules[f"{comfyui_env.PACK_FOLDER_NAME}.dwgf"]

