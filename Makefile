@@ -8,7 +8,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.dwgf-installed
 OUT ?= out/demo
 
-.PHONY: venv demo test lint clean
+.PHONY: venv demo test lint clean test-current
 
 venv: $(STAMP)
 
@@ -30,3 +30,19 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
+
+# The same tests against a current ComfyUI checkout (not part of CI: no such checkout there).
+#   make test-current DWGF_COMFYUI_ROOT=/path/to/ComfyUI
+CURRENT_VENV ?= .venv-current
+CURRENT_STAMP := $(CURRENT_VENV)/.dwgf-installed
+
+$(CURRENT_STAMP): requirements.txt requirements-dev.txt
+	@test -n "$(DWGF_COMFYUI_ROOT)" || (echo "set DWGF_COMFYUI_ROOT to a ComfyUI checkout" && exit 2)
+	$(PYTHON) -m venv $(CURRENT_VENV)
+	$(CURRENT_VENV)/bin/python -m pip -q install torch==2.14.1 torchvision==0.29.1
+	grep -vE '^(torch|torchvision|torchaudio)([^a-z_-]|$$)' $(DWGF_COMFYUI_ROOT)/requirements.txt > $(CURRENT_VENV)/comfyui-requirements.txt
+	$(CURRENT_VENV)/bin/python -m pip -q install -r $(CURRENT_VENV)/comfyui-requirements.txt -r requirements.txt -r requirements-dev.txt
+	touch $(CURRENT_STAMP)
+
+test-current: $(CURRENT_STAMP)
+	DWGF_COMFYUI_ROOT=$(DWGF_COMFYUI_ROOT) $(CURRENT_VENV)/bin/python -m pytest

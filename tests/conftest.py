@@ -50,3 +50,12 @@ def pack(comfy_nodes):
 def core(pack):
     """The pack's ``dwgf`` core package (the same module objects the nodes use)."""
     return sys.modules[f"{comfyui_env.PACK_FOLDER_NAME}.dwgf"]
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """A real ComfyUI server (ComfyUI's own main.py) on a free loopback port, with the pack."""
+    from comfy_server import ComfyServer
+
+    with ComfyServer(workdir=tmp_path_factory.mktemp("server")) as running:
+        yield running
