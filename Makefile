@@ -41,7 +41,8 @@ $(CURRENT_STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(CURRENT_VENV)
 	$(CURRENT_VENV)/bin/python -m pip -q install torch==2.14.1 torchvision==0.29.1
 	grep -vE '^(torch|torchvision|torchaudio)([^a-z_-]|$$)' $(DWGF_COMFYUI_ROOT)/requirements.txt > $(CURRENT_VENV)/comfyui-requirements.txt
-	$(CURRENT_VENV)/bin/python -m pip -q install -r $(CURRENT_VENV)/comfyui-requirements.txt -r requirements.txt -r requirements-dev.txt
+	# requests: imported by current ComfyUI's server but missing from its requirements.txt
+	$(CURRENT_VENV)/bin/python -m pip -q install requests -r $(CURRENT_VENV)/comfyui-requirements.txt -r requirements.txt -r requirements-dev.txt
 	touch $(CURRENT_STAMP)
 
 test-current: $(CURRENT_STAMP)
