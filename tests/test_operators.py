@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+
 from dwgf import operators as ops
 
 SHAPES = [(24, 24), (32, 48), (64, 40)]

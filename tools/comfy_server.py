@@ -17,9 +17,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from comfyui_env import comfyui_root, is_vendored_2024, linked_custom_nodes_dir
 

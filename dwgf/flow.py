@@ -1,0 +1,413 @@
+"""DWGF: the diffusion-regularised Wasserstein gradient flow of METHOD.md, in plain PyTorch.
+
+Each iteration moves the ``N`` latent particles ``z`` one optimiser step down
+
+    loss = L_obs + L_prior + c_ae · L_ae
+
+at one diffusion time. Every term of METHOD.md's update has its own function here, named after it:
+
+1. :func:`noise_particles`     — ``z_t = α z + σ ε`` (no gradient)
+2. :func:`model_noise`         — ``ε_θ`` from the denoiser, k-diffusion form (no gradient)
+3. :func:`mixture_score` / :func:`mixture_noise` — the particle-mixture score ``ŝ`` and ``ε̂ = −σ ŝ``
+4. :func:`prior_loss`          — ``w (σ²/α) mean(sg(ŝ − s_θ) ⊙ z)``
+5. :func:`data_loss`           — ``mean((y − A(D(z) + n))²) / 2`` over the measured elements
+6. :func:`reconstruct` and :func:`autoencoder_loss` — ``L_ae = mean(x ⊙ sg(x − D(E(x + n))))``
+7. :func:`run_dwgf`            — the loop: one optimiser step on ``z`` per noise level.
+
+Per iteration the networks run exactly once each: the denoiser (batch ``N``), the decoder forward
+with gradient and its backward, the encoder and the decoder without gradient. Only ``z`` ever
+requires a gradient, no graph outlives its iteration, and every loss is computed in float32
+whatever the model's dtype.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+from .errors import DWGFInputError, DWGFRunError, require
+from .particles import NoiseSource, initial_particles
+from .protocols import Autoencoder, Denoiser
+from .schedule import REFERENCE_FIRST_TIMESTEP, REFERENCE_LAST_TIMESTEP, NoiseLevel, reference_levels
+
+OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
+
+
+# --------------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DWGFConfig:
+    """DWGF's settings; the defaults are METHOD.md's reference run (SD 2.1-base, 512²).
+
+    ``particle_coupling=False`` replaces the particle-mixture score by each particle's own noise
+    (``ε̂ = ε``): independent particles doing score distillation — an ablation, not the method.
+    ``check_every`` is how often (in iterations) the run looks for NaN when no callback is
+    attached; looking costs a host–device synchronisation.
+    """
+
+    particles: int = 4
+    steps: int = 998
+    lr: float = 1.0
+    prior_weight: float = 0.15
+    ae_weight: float = 0.1
+    decoder_noise: float = 0.01
+    optimizer: str = "adam"
+    betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    seed: int = 0
+    first_timestep: int = REFERENCE_FIRST_TIMESTEP
+    last_timestep: int = REFERENCE_LAST_TIMESTEP
+    particle_coupling: bool = True
+    check_every: int = 50
+
+    def __post_init__(self) -> None:
+        _whole(self.particles, "particles", 1, "use at least 1 particle (the reference uses 4)")
+        _whole(self.steps, "steps", 1, "use at least 1 step (the reference uses 998)")
+        _finite(self.lr, "lr", positive=True, fix="use a positive learning rate (reference: 1.0 with Adam)")
+        _finite(self.prior_weight, "prior_weight", fix="use a weight >= 0 (reference: 0.15)")
+        _finite(self.ae_weight, "ae_weight", fix="use a weight >= 0 (reference: 0.1; 0 switches the term off)")
+        _finite(self.decoder_noise, "decoder_noise", fix="use a standard deviation >= 0 (reference: 0.01)")
+        require(self.optimizer in OPTIMIZERS,
+                f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}: use 'adam' (the reference) "
+                "or 'sgd' (plain gradient descent)")
+        require(len(self.betas) == 2 and all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in self.betas),
+                f"betas must be two numbers in [0, 1), got {self.betas!r}: the reference uses (0.9, 0.999)")
+        _finite(self.adam_eps, "adam_eps", positive=True, fix="use a small positive number (reference: 1e-8)")
+        require(isinstance(self.seed, int), f"seed must be a whole number, got {self.seed!r}")
+        _whole(self.last_timestep, "last_timestep", 0, "use a timestep >= 0 (reference: 2)")
+        _whole(self.first_timestep, "first_timestep", self.last_timestep + 1,
+               f"the sweep runs downwards, so first_timestep must exceed last_timestep ({self.last_timestep})")
+        available = self.first_timestep - self.last_timestep + 1
+        require(self.steps <= available,
+                f"steps ({self.steps}) exceeds the {available} distinct timesteps from {self.first_timestep} "
+                f"to {self.last_timestep}: use at most {available} steps")
+        _whole(self.check_every, "check_every", 1, "check for NaN at least every 1 step")
+
+
+def _whole(value: Any, name: str, minimum: int, fix: str) -> None:
+    require(isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
+            f"{name} must be a whole number >= {minimum}, got {value!r}: {fix}")
+
+
+def _finite(value: Any, name: str, fix: str, positive: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and (value > 0 if positive else value >= 0)
+    require(ok, f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}: {fix}")
+
+
+# --------------------------------------------------------------------------------------------
+# The terms of one iteration (METHOD.md, steps 1–6)
+# --------------------------------------------------------------------------------------------
+class Measuring(Protocol):
+    """What the data term needs from an operator: ``forward`` gathering only measured elements."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@torch.no_grad()
+def noise_particles(z: torch.Tensor, level: NoiseLevel, noise: NoiseSource) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step 1: ``z_t = α z + σ ε`` with fresh ``ε ~ N(0, I)``; returns ``(z_t, ε)``."""
+    eps = noise.normal(z.shape)
+    return level.alpha * z.detach() + level.sigma * eps, eps
+
+
+@torch.no_grad()
+def model_noise(denoiser: Denoiser, z_t: torch.Tensor, level: NoiseLevel) -> torch.Tensor:
+    """Step 2: ``ε_θ`` by the k-diffusion route ``x = z_t / α``, ``ε_θ = (x − ẑ0) / s``, ``s = σ/α``.
+
+    ComfyUI's models denoise in this form whatever they predict (eps or v), so one call covers both.
+    """
+    s = level.k_sigma
+    x = z_t / level.alpha
+    sigmas = torch.full((z_t.shape[0],), s, device=z_t.device, dtype=z_t.dtype)
+    denoised = denoiser.denoise(x, sigmas).to(z_t.dtype)
+    return (x - denoised) / s
+
+
+@torch.no_grad()
+def mixture_weights(z_t: torch.Tensor, z: torch.Tensor, level: NoiseLevel) -> torch.Tensor:
+    """``π_ij = softmax_j(−‖z_t^i − α z^j‖² / (2σ²))``, an ``(N, N)`` matrix whose rows sum to 1.
+
+    Distances are taken directly (no ``‖a‖² + ‖b‖² − 2ab`` cancellation) in float64: at low noise
+    the logits reach ~10⁷ and only their differences matter.
+    """
+    a = z_t.detach().flatten(1).double()
+    b = (level.alpha * z.detach()).flatten(1).double()
+    squared = torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist").square()
+    return torch.softmax(-squared / (2.0 * level.sigma**2), dim=1)
+
+
+@torch.no_grad()
+def mixture_noise(z_t: torch.Tensor, z: torch.Tensor, level: NoiseLevel) -> torch.Tensor:
+    """Step 3 as a noise: ``ε̂_i = −σ ŝ_i = Σ_j π_ij (z_t^i − α z^j) / σ``.
+
+    Since ``Σ_j π_ij = 1`` this is ``(z_t^i − α Σ_j π_ij z^j) / σ``: one ``N×N`` by ``N×d`` product.
+    With one particle it is exactly the noise that made ``z_t`` (score distillation).
+    """
+    weights = mixture_weights(z_t, z, level).to(z.dtype)
+    nearby = (weights @ z.detach().flatten(1)).view_as(z)
+    return (z_t - level.alpha * nearby) / level.sigma
+
+
+def mixture_score(z_t: torch.Tensor, z: torch.Tensor, level: NoiseLevel) -> torch.Tensor:
+    """Step 3: ``ŝ_i = ∇ log((1/N) Σ_j N(z_t^i; α z^j, σ² I))`` — the score of the particles' own
+    noised mixture, which pushes particles apart where the model's score pulls them together."""
+    return -mixture_noise(z_t, z, level) / level.sigma
+
+
+def prior_loss(z: torch.Tensor, eps_model: torch.Tensor, eps_mixture: torch.Tensor, level: NoiseLevel,
+               weight: float) -> torch.Tensor:
+    """Step 4: ``w (σ²/α) mean(sg(ŝ − s_θ) ⊙ z)``, with ``ŝ − s_θ = (ε_θ − ε̂)/σ``.
+
+    Its gradient on particle ``i`` is ``w (σ/α)(ε_θ^i − ε̂^i) / (N d_z)``.
+    """
+    direction = ((eps_model - eps_mixture) / level.sigma).detach()
+    return (weight * level.sigma**2 / level.alpha) * (direction * z).mean()
+
+
+def data_loss(operator: Measuring, measurement: torch.Tensor, x_noisy: torch.Tensor) -> torch.Tensor:
+    """Step 5: ``mean((y − A(x + n))²) / 2``; ``A`` returns only measured elements, so the mean
+    runs over the ``N·m`` measurements (``y`` of batch 1 is shared by all particles)."""
+    predicted = operator.forward(x_noisy)
+    if predicted.shape[1:] != measurement.shape[1:]:
+        raise DWGFInputError(
+            f"the measurement has shape {tuple(measurement.shape[1:])} but the operator maps the decoded "
+            f"image {tuple(x_noisy.shape[1:])} to {tuple(predicted.shape[1:])}: build the degradation for "
+            "the image size the VAE decodes these latents to")
+    return 0.5 * (measurement - predicted.float()).square().mean()
+
+
+@torch.no_grad()
+def reconstruct(autoencoder: Autoencoder, x_noisy: torch.Tensor) -> torch.Tensor:
+    """Step 6, the network part: ``x_de = D(E(x + n))`` without gradient, in float32."""
+    return autoencoder.decode(autoencoder.encode(x_noisy.detach())).to(torch.float32)
+
+
+def autoencoder_loss(x: torch.Tensor, x_reconstructed: torch.Tensor) -> torch.Tensor:
+    """Step 6: ``mean(x ⊙ sg(x − x_de))`` — its gradient pulls ``D(z)`` towards ``D(E(D(z)))``,
+    the VAE's estimate of the image-space prior score, through the decoder's Jacobian."""
+    return (x * (x - x_reconstructed).detach()).mean()
+
+
+# --------------------------------------------------------------------------------------------
+# One iteration and the loop (step 7)
+# --------------------------------------------------------------------------------------------
+LOSS_NAMES: tuple[str, ...] = ("loss_obs", "loss_prior", "loss_ae")
+
+
+class StepCallback(Protocol):
+    """Called after every iteration with ``(step_index, total_steps, z, info)``.
+
+    ``z`` is a read-only view of the particles; ``info`` holds ``timestep``, ``alpha_bar`` and the
+    float losses ``loss``, ``loss_obs``, ``loss_prior``, ``loss_ae``. Raise to stop the run.
+    """
+
+    def __call__(self, step_index: int, total_steps: int, z: torch.Tensor, info: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class _Problem:
+    """What one run works on, checked once and moved to the run's device."""
+
+    denoiser: Denoiser
+    autoencoder: Autoencoder | None
+    operator: Measuring | None
+    measurement: torch.Tensor | None
+    config: DWGFConfig
+
+
+def dwgf_losses(problem: _Problem, z: torch.Tensor, level: NoiseLevel, noise: NoiseSource) -> torch.Tensor:
+    """The three loss terms ``(L_obs, L_prior, L_ae)`` of one iteration, as one float32 tensor.
+
+    Only ``L_obs`` and ``L_ae`` carry a graph (through one decoder forward); the denoiser runs
+    before that graph exists, so the two never hold memory at the same time.
+    """
+    config = problem.config
+    zero = z.new_zeros(())
+    z_t, eps = noise_particles(z, level, noise)
+    if config.prior_weight > 0:
+        eps_model = model_noise(problem.denoiser, z_t, level)
+        eps_mixture = mixture_noise(z_t, z, level) if config.particle_coupling else eps
+        l_prior = prior_loss(z, eps_model, eps_mixture, level, config.prior_weight)
+    else:
+        l_prior = zero
+    l_obs = l_ae = zero
+    if problem.operator is not None or config.ae_weight > 0:
+        x = problem.autoencoder.decode(z).to(torch.float32)
+        x_noisy = x + noise.normal(x.shape, config.decoder_noise) if config.decoder_noise > 0 else x
+        if problem.operator is not None:
+            l_obs = data_loss(problem.operator, problem.measurement, x_noisy)
+        if config.ae_weight > 0:
+            l_ae = autoencoder_loss(x, reconstruct(problem.autoencoder, x_noisy))
+    return torch.stack((l_obs, l_prior, l_ae))
+
+
+def run_dwgf(
+    denoiser: Denoiser,
+    autoencoder: Autoencoder | None,
+    config: DWGFConfig,
+    latent_shape: Sequence[int],
+    operator: Measuring | None = None,
+    measurement: torch.Tensor | None = None,
+    *,
+    levels: Sequence[NoiseLevel] | None = None,
+    callback: StepCallback | None = None,
+    device: torch.device | str | None = None,
+    initial: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Run DWGF and return the final particles ``z``, ``(N, *latent_shape)`` float32, detached.
+
+    ``latent_shape`` is one particle's shape (e.g. ``(4, 64, 64)``; see :func:`latent_shape_for`).
+    ``operator`` and ``measurement`` (batch 1 or ``N``) give the data term; leave both out to flow
+    towards the prior alone. ``levels`` overrides the noise schedule (default: ``config.steps``
+    timesteps spread evenly from ``config.first_timestep`` down to ``config.last_timestep`` of the
+    denoiser's ``alphas_cumprod``). ``initial`` overrides the seeded ``N(0, I)`` start.
+    """
+    n = config.particles
+    shape = tuple(int(s) for s in latent_shape)
+    require(len(shape) >= 1 and all(s > 0 for s in shape),
+            f"latent_shape must be positive sizes of one particle, got {tuple(latent_shape)}")
+    require((operator is None) == (measurement is None),
+            "give both the operator and the measurement for the data term, or neither for a prior-only run")
+    require(autoencoder is not None or (operator is None and config.ae_weight == 0),
+            "the data term and the encoder–decoder term need the VAE: connect an autoencoder")
+    require(operator is not None or config.prior_weight > 0 or config.ae_weight > 0,
+            "nothing to optimise: with no measurement, prior_weight or ae_weight must be > 0")
+    if device is None:
+        device = measurement.device if measurement is not None else "cpu"
+    device = torch.device(device)
+    if levels is None:
+        levels = reference_levels(denoiser.alphas_cumprod, config.steps, config.first_timestep, config.last_timestep)
+    levels = list(levels)
+    require(len(levels) > 0, "the noise schedule is empty: use at least 1 step")
+
+    with torch.inference_mode(False), torch.enable_grad():  # ComfyUI runs nodes in inference mode
+        measured = _prepare_measurement(measurement, n, device)
+        problem = _Problem(denoiser, autoencoder, _autograd_ready(operator), measured, config)
+        z = _starting_particles(initial, n, shape, config.seed, device).requires_grad_(True)
+        optimizer = _make_optimizer(config, z)
+        noise = NoiseSource(config.seed, device)
+        history = torch.zeros((len(levels), len(LOSS_NAMES)), dtype=torch.float32, device=device)
+        weights = torch.tensor([1.0, 1.0, config.ae_weight], dtype=torch.float32, device=device)
+        total_steps = len(levels)
+        for k, level in enumerate(levels):
+            terms = dwgf_losses(problem, z, level, noise)
+            loss = (terms * weights).sum()
+            (grad,) = torch.autograd.grad(loss, z)
+            z.grad = grad
+            optimizer.step()
+            z.grad = None
+            history[k] = terms.detach()
+            if callback is not None:
+                values = terms.detach().tolist()  # the one synchronisation a callback costs
+                if not all(math.isfinite(v) for v in values):
+                    _raise_diverged(history, z, k, levels, config)
+                info: dict[str, Any] = {"timestep": level.timestep, "alpha_bar": level.alpha_bar,
+                                        "loss": values[0] + values[1] + config.ae_weight * values[2],
+                                        **dict(zip(LOSS_NAMES, values, strict=True))}
+                callback(k, total_steps, z.detach(), info)
+            elif (k + 1) % config.check_every == 0:
+                _check_finite(history, z, k, levels, config)
+        _check_finite(history, z, total_steps - 1, levels, config)
+    return z.detach()
+
+
+def _autograd_ready(operator: Measuring | None) -> Measuring | None:
+    """A copy of the operator made outside inference mode.
+
+    ComfyUI builds nodes' outputs under ``torch.inference_mode()``; an operator's index or kernel
+    tensors made there cannot be saved for backward. Copying them here makes them normal tensors.
+    """
+    if operator is None:
+        return None
+    try:
+        return copy.deepcopy(operator)
+    except Exception:  # an operator that cannot be copied is used as it is
+        return operator
+
+
+def _prepare_measurement(measurement: torch.Tensor | None, particles: int, device: torch.device) -> torch.Tensor | None:
+    if measurement is None:
+        return None
+    require(measurement.ndim >= 2 and measurement.shape[0] in (1, particles),
+            f"the measurement must be a batch of 1 or of {particles} (one per particle); got shape "
+            f"{tuple(measurement.shape)}")
+    require(bool(torch.isfinite(measurement).all()), "the measurement contains NaN or infinite values: "
+            "check the node that produced it")
+    return measurement.detach().to(device=device, dtype=torch.float32).clone()  # clone: a normal tensor
+
+
+def _starting_particles(initial: torch.Tensor | None, n: int, shape: tuple[int, ...], seed: int,
+                        device: torch.device) -> torch.Tensor:
+    if initial is None:
+        return initial_particles(n, shape, seed, device)
+    require(tuple(initial.shape) == (n, *shape),
+            f"initial particles have shape {tuple(initial.shape)}, expected {(n, *shape)}")
+    require(bool(torch.isfinite(initial).all()), "initial particles contain NaN or infinite values")
+    return initial.detach().to(device=device, dtype=torch.float32).clone()
+
+
+def _make_optimizer(config: DWGFConfig, z: torch.Tensor) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam([z], lr=config.lr, betas=tuple(config.betas), eps=config.adam_eps)
+    return torch.optim.SGD([z], lr=config.lr)
+
+
+# --------------------------------------------------------------------------------------------
+# Divergence
+# --------------------------------------------------------------------------------------------
+_CAUSES = {
+    "loss_obs": "the decoded image or the data term: a learning rate too high, or a VAE that overflows "
+                "(a float16 VAE often does; try a float32 or bfloat16 VAE)",
+    "loss_prior": "the prior term: a learning rate too high, a prior weight too strong, or a diffusion model "
+                  "that returns NaN",
+    "loss_ae": "the encoder–decoder term: an encoder–decoder weight too strong, or a VAE that overflows",
+}
+
+
+def _check_finite(history: torch.Tensor, z: torch.Tensor, upto: int, levels: Sequence[NoiseLevel],
+                  config: DWGFConfig) -> None:
+    """Raise :class:`DWGFRunError` if any loss so far, or the particles, are not finite (one sync)."""
+    if bool(torch.isfinite(history[: upto + 1]).all() & torch.isfinite(z.detach()).all()):
+        return
+    _raise_diverged(history, z, upto, levels, config)
+
+
+def _raise_diverged(history: torch.Tensor, z: torch.Tensor, upto: int, levels: Sequence[NoiseLevel],
+                    config: DWGFConfig) -> None:
+    rows = torch.isfinite(history[: upto + 1]).all(1).cpu()
+    bad = (~rows).nonzero().flatten()
+    step = int(bad[0]) if bad.numel() else upto
+    row = history[step].cpu()
+    names = [name for name, value in zip(LOSS_NAMES, row.tolist(), strict=True) if not math.isfinite(value)]
+    what = " and ".join(names) if names else "the particles"
+    cause = _CAUSES.get(names[0]) if names else "a gradient that overflowed: a learning rate too high"
+    level = levels[step]
+    where = f"timestep {level.timestep}" if level.timestep is not None else f"alpha_bar {level.alpha_bar:.4g}"
+    raise DWGFRunError(
+        f"DWGF diverged at step {step + 1} of {len(levels)} ({where}): {what} became NaN or infinite. "
+        f"Likely cause: {cause}. Try a lower lr (now {config.lr}) or prior_weight (now {config.prior_weight}), "
+        "or check that the model and VAE produce finite outputs.")
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers for callers
+# --------------------------------------------------------------------------------------------
+def latent_shape_for(autoencoder: Autoencoder, height: int, width: int) -> tuple[int, int, int]:
+    """One particle's latent shape for images of ``height × width``."""
+    r = int(autoencoder.downscale)
+    require(height % r == 0 and width % r == 0,
+            f"the image is {height}x{width} but the VAE works on multiples of {r} pixels: "
+            f"crop or resize to {height // r * r}x{width // r * r}")
+    return (int(autoencoder.latent_channels), height // r, width // r)
+
+
+@torch.no_grad()
+def decode_particles(autoencoder: Autoencoder, z: torch.Tensor) -> torch.Tensor:
+    """METHOD.md's output: all ``N`` decoded particles ``D(z)``, float32, in [-1, 1] (unclamped)."""
+    return autoencoder.decode(z.detach()).to(torch.float32)
