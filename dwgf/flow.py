@@ -288,7 +288,7 @@ def run_dwgf(
 
     with torch.inference_mode(False), torch.enable_grad():  # ComfyUI runs nodes in inference mode
         measured = _prepare_measurement(measurement, n, device)
-        problem = _Problem(denoiser, autoencoder, _autograd_ready(operator), measured, config)
+        problem = _Problem(denoiser, autoencoder, _autograd_ready(operator, device), measured, config)
         z = _starting_particles(initial, n, shape, config.seed, device).requires_grad_(True)
         optimizer = _make_optimizer(config, z)
         noise = NoiseSource(config.seed, device)
@@ -317,14 +317,17 @@ def run_dwgf(
     return z.detach()
 
 
-def _autograd_ready(operator: Measuring | None) -> Measuring | None:
-    """A copy of the operator made outside inference mode.
+def _autograd_ready(operator: Measuring | None, device: torch.device) -> Measuring | None:
+    """A copy of the operator on the run's device, made outside inference mode.
 
     ComfyUI builds nodes' outputs under ``torch.inference_mode()``; an operator's index or kernel
-    tensors made there cannot be saved for backward. Copying them here makes them normal tensors.
+    tensors made there cannot be saved for backward. Copying them here makes them normal tensors,
+    and moving them once avoids a host-device copy every step.
     """
     if operator is None:
         return None
+    if hasattr(operator, "to"):
+        return operator.to(device)
     try:
         return copy.deepcopy(operator)
     except Exception:  # an operator that cannot be copied is used as it is

@@ -17,6 +17,7 @@ adjoint is the matching scatter-add: this is what makes the adjoint exact for an
 
 from __future__ import annotations
 
+import copy
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -116,6 +117,26 @@ class LinearOperator(ABC):
 
     def describe(self) -> str:
         return self.name
+
+    def to(self, device: torch.device | str) -> LinearOperator:
+        """A copy whose index and kernel tensors live on ``device`` as ordinary tensors.
+
+        Samplers call this once per run: no host-device copy per step, and no inference tensors
+        (ComfyUI builds node outputs under ``torch.inference_mode()``) that autograd cannot save.
+        """
+        with torch.inference_mode(False):
+            return _with_tensors_on(self, torch.device(device))
+
+
+def _with_tensors_on(obj: object, device: torch.device) -> object:
+    """Shallow copy of ``obj`` with every tensor attribute (and helper object's) copied to ``device``."""
+    moved = copy.copy(obj)
+    for name, value in vars(obj).items():
+        if isinstance(value, torch.Tensor):
+            setattr(moved, name, value.detach().to(device).clone())
+        elif isinstance(value, (AxisGather, SeparableStridedFilter)):
+            setattr(moved, name, _with_tensors_on(value, device))
+    return moved
 
 
 def seeded_normal(shape: tuple[int, ...] | torch.Size, seed: int) -> torch.Tensor:

@@ -136,3 +136,18 @@ def test_operators_run_in_float32_and_float16_devices() -> None:
     for dtype in (torch.float32, torch.bfloat16):
         x = torch.randn(1, 3, 32, 32, dtype=dtype)
         assert op.forward(x).dtype == dtype and op.adjoint(op.forward(x)).shape == x.shape
+
+
+def test_to_device_copy_is_an_ordinary_tensor_copy() -> None:
+    """Operators built in inference mode (as ComfyUI builds node outputs) become autograd-ready."""
+    with torch.inference_mode():
+        op = ops.BicubicSR(32, 32, 4)
+        inpaint = ops.Inpainting(ops.centered_box_mask(32, 32))
+    for built in (op, inpaint):
+        moved = built.to("cpu")
+        x = torch.randn(1, 3, 32, 32, requires_grad=True)
+        moved.forward(x).square().sum().backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all()
+        assert not any(t.is_inference() for t in vars(moved).values() if isinstance(t, torch.Tensor))
+    y = torch.randn(1, 3, 8, 8)
+    assert torch.equal(op.to("cpu").adjoint(y), op.adjoint(y))
