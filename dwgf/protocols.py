@@ -2,6 +2,12 @@
 
 The ComfyUI adapter (``nodes/comfy_adapter.py``) fulfils them with ComfyUI's MODEL and VAE; the
 tests fulfil them with exact linear-Gaussian models whose answers are known in closed form.
+
+DWGF never differentiates through the denoiser or the encoder, so their plain methods may run
+under ``torch.no_grad()``. PSLD back-propagates through both (METHOD.md, PSLD step 5); it calls
+the optional ``denoise_differentiable`` / ``encode_differentiable`` of the two protocols below
+when an implementer provides them, and otherwise the plain method, which must then keep the graph
+(PSLD checks this and says so when it does not).
 """
 
 from __future__ import annotations
@@ -40,3 +46,26 @@ class Autoencoder(Protocol):
     def decode(self, z: torch.Tensor) -> torch.Tensor: ...
 
     def encode(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class DifferentiableDenoiser(Denoiser, Protocol):
+    """A :class:`Denoiser` that can also keep the autograd graph from ``x`` to ``ẑ0``.
+
+    ``denoise_differentiable(x, sigma)`` is ``denoise`` without ``no_grad`` (and with weights that
+    autograd can save); PSLD's gradient runs through it. Optional: a ``denoise`` that already keeps
+    the graph serves as well.
+    """
+
+    def denoise_differentiable(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class DifferentiableAutoencoder(Autoencoder, Protocol):
+    """An :class:`Autoencoder` whose encoder can also keep the autograd graph.
+
+    ``encode_differentiable(x)`` is ``encode`` with gradient (the same deterministic posterior
+    mean); PSLD's gluing term differentiates through it. Optional, as for the denoiser.
+    """
+
+    def encode_differentiable(self, x: torch.Tensor) -> torch.Tensor: ...
