@@ -22,7 +22,6 @@ whatever the model's dtype.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,9 +29,10 @@ from typing import Any, Protocol
 
 import torch
 
-from .errors import DWGFInputError, DWGFRunError, require
-from .particles import NoiseSource, initial_particles
+from .errors import DWGFInputError, DWGFRunError, require, require_finite, require_whole
+from .particles import NoiseSource
 from .protocols import Autoencoder, Denoiser
+from .run_inputs import measurement_for_run, operator_for_run, starting_particles
 from .schedule import REFERENCE_FIRST_TIMESTEP, REFERENCE_LAST_TIMESTEP, NoiseLevel, reference_levels
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
@@ -67,37 +67,27 @@ class DWGFConfig:
     check_every: int = 50
 
     def __post_init__(self) -> None:
-        _whole(self.particles, "particles", 1, "use at least 1 particle (the reference uses 4)")
-        _whole(self.steps, "steps", 1, "use at least 1 step (the reference uses 998)")
-        _finite(self.lr, "lr", positive=True, fix="use a positive learning rate (reference: 1.0 with Adam)")
-        _finite(self.prior_weight, "prior_weight", fix="use a weight >= 0 (reference: 0.15)")
-        _finite(self.ae_weight, "ae_weight", fix="use a weight >= 0 (reference: 0.1; 0 switches the term off)")
-        _finite(self.decoder_noise, "decoder_noise", fix="use a standard deviation >= 0 (reference: 0.01)")
+        require_whole(self.particles, "particles", 1, "use at least 1 particle (the reference uses 4)")
+        require_whole(self.steps, "steps", 1, "use at least 1 step (the reference uses 998)")
+        require_finite(self.lr, "lr", positive=True, fix="use a positive learning rate (reference: 1.0 with Adam)")
+        require_finite(self.prior_weight, "prior_weight", fix="use a weight >= 0 (reference: 0.15)")
+        require_finite(self.ae_weight, "ae_weight", fix="use a weight >= 0 (reference: 0.1; 0 switches the term off)")
+        require_finite(self.decoder_noise, "decoder_noise", fix="use a standard deviation >= 0 (reference: 0.01)")
         require(self.optimizer in OPTIMIZERS,
                 f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}: use 'adam' (the reference) "
                 "or 'sgd' (plain gradient descent)")
         require(len(self.betas) == 2 and all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in self.betas),
                 f"betas must be two numbers in [0, 1), got {self.betas!r}: the reference uses (0.9, 0.999)")
-        _finite(self.adam_eps, "adam_eps", positive=True, fix="use a small positive number (reference: 1e-8)")
+        require_finite(self.adam_eps, "adam_eps", positive=True, fix="use a small positive number (reference: 1e-8)")
         require(isinstance(self.seed, int), f"seed must be a whole number, got {self.seed!r}")
-        _whole(self.last_timestep, "last_timestep", 0, "use a timestep >= 0 (reference: 2)")
-        _whole(self.first_timestep, "first_timestep", self.last_timestep + 1,
+        require_whole(self.last_timestep, "last_timestep", 0, "use a timestep >= 0 (reference: 2)")
+        require_whole(self.first_timestep, "first_timestep", self.last_timestep + 1,
                f"the sweep runs downwards, so first_timestep must exceed last_timestep ({self.last_timestep})")
         available = self.first_timestep - self.last_timestep + 1
         require(self.steps <= available,
                 f"steps ({self.steps}) exceeds the {available} distinct timesteps from {self.first_timestep} "
                 f"to {self.last_timestep}: use at most {available} steps")
-        _whole(self.check_every, "check_every", 1, "check for NaN at least every 1 step")
-
-
-def _whole(value: Any, name: str, minimum: int, fix: str) -> None:
-    require(isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
-            f"{name} must be a whole number >= {minimum}, got {value!r}: {fix}")
-
-
-def _finite(value: Any, name: str, fix: str, positive: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and math.isfinite(value) and (value > 0 if positive else value >= 0)
-    require(ok, f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}: {fix}")
+        require_whole(self.check_every, "check_every", 1, "check for NaN at least every 1 step")
 
 
 # --------------------------------------------------------------------------------------------
@@ -287,9 +277,9 @@ def run_dwgf(
     require(len(levels) > 0, "the noise schedule is empty: use at least 1 step")
 
     with torch.inference_mode(False), torch.enable_grad():  # ComfyUI runs nodes in inference mode
-        measured = _prepare_measurement(measurement, n, device)
-        problem = _Problem(denoiser, autoencoder, _autograd_ready(operator, device), measured, config)
-        z = _starting_particles(initial, n, shape, config.seed, device).requires_grad_(True)
+        measured = measurement_for_run(measurement, n, device)
+        problem = _Problem(denoiser, autoencoder, operator_for_run(operator, device), measured, config)
+        z = starting_particles(initial, n, shape, config.seed, device).requires_grad_(True)
         optimizer = _make_optimizer(config, z)
         noise = NoiseSource(config.seed, device)
         history = torch.zeros((len(levels), len(LOSS_NAMES)), dtype=torch.float32, device=device)
@@ -312,47 +302,9 @@ def run_dwgf(
                                         **dict(zip(LOSS_NAMES, values, strict=True))}
                 callback(k, total_steps, z.detach(), info)
             elif (k + 1) % config.check_every == 0:
-                _check_finite(history, z, k, levels, config)
-        _check_finite(history, z, total_steps - 1, levels, config)
+                _checkrequire_finite(history, z, k, levels, config)
+        _checkrequire_finite(history, z, total_steps - 1, levels, config)
     return z.detach()
-
-
-def _autograd_ready(operator: Measuring | None, device: torch.device) -> Measuring | None:
-    """A copy of the operator on the run's device, made outside inference mode.
-
-    ComfyUI builds nodes' outputs under ``torch.inference_mode()``; an operator's index or kernel
-    tensors made there cannot be saved for backward. Copying them here makes them normal tensors,
-    and moving them once avoids a host-device copy every step.
-    """
-    if operator is None:
-        return None
-    if hasattr(operator, "to"):
-        return operator.to(device)
-    try:
-        return copy.deepcopy(operator)
-    except Exception:  # an operator that cannot be copied is used as it is
-        return operator
-
-
-def _prepare_measurement(measurement: torch.Tensor | None, particles: int, device: torch.device) -> torch.Tensor | None:
-    if measurement is None:
-        return None
-    require(measurement.ndim >= 2 and measurement.shape[0] in (1, particles),
-            f"the measurement must be a batch of 1 or of {particles} (one per particle); got shape "
-            f"{tuple(measurement.shape)}")
-    require(bool(torch.isfinite(measurement).all()), "the measurement contains NaN or infinite values: "
-            "check the node that produced it")
-    return measurement.detach().to(device=device, dtype=torch.float32).clone()  # clone: a normal tensor
-
-
-def _starting_particles(initial: torch.Tensor | None, n: int, shape: tuple[int, ...], seed: int,
-                        device: torch.device) -> torch.Tensor:
-    if initial is None:
-        return initial_particles(n, shape, seed, device)
-    require(tuple(initial.shape) == (n, *shape),
-            f"initial particles have shape {tuple(initial.shape)}, expected {(n, *shape)}")
-    require(bool(torch.isfinite(initial).all()), "initial particles contain NaN or infinite values")
-    return initial.detach().to(device=device, dtype=torch.float32).clone()
 
 
 def _make_optimizer(config: DWGFConfig, z: torch.Tensor) -> torch.optim.Optimizer:
@@ -373,7 +325,7 @@ _CAUSES = {
 }
 
 
-def _check_finite(history: torch.Tensor, z: torch.Tensor, upto: int, levels: Sequence[NoiseLevel],
+def _checkrequire_finite(history: torch.Tensor, z: torch.Tensor, upto: int, levels: Sequence[NoiseLevel],
                   config: DWGFConfig) -> None:
     """Raise :class:`DWGFRunError` if any loss so far, or the particles, are not finite (one sync)."""
     if bool(torch.isfinite(history[: upto + 1]).all() & torch.isfinite(z.detach()).all()):

@@ -31,10 +31,10 @@ from typing import Any, NamedTuple, Protocol
 
 import torch
 
-from .errors import DWGFInputError, DWGFRunError, require
-from .flow import _autograd_ready, _finite, _prepare_measurement, _starting_particles, _whole
+from .errors import DWGFInputError, DWGFRunError, require, require_finite, require_whole
 from .operators import Inpainting
 from .protocols import Autoencoder, Denoiser
+from .run_inputs import measurement_for_run, operator_for_run, starting_particles
 from .schedule import NoiseLevel, evenly_spaced_timesteps, levels_from_timesteps
 
 PSLD_FIRST_TIMESTEP = 999
@@ -75,21 +75,22 @@ class PSLDConfig:
     check_every: int = 50
 
     def __post_init__(self) -> None:
-        _whole(self.particles, "particles", 1, "use at least 1 sample")
-        _whole(self.steps, "steps", 1, "use at least 1 step (the reference uses 1000)")
-        _finite(self.omega, "omega", fix="use a weight >= 0 (reference: 1 for super-resolution and deblurring, "
-                "0.1 for box inpainting)")
-        _finite(self.gamma, "gamma", fix="use a weight >= 0 (reference: 0.1 for super-resolution and deblurring, "
-                "0.01 for box inpainting; 0 switches the gluing term off)")
+        require_whole(self.particles, "particles", 1, "use at least 1 sample")
+        require_whole(self.steps, "steps", 1, "use at least 1 step (the reference uses 1000)")
+        require_finite(self.omega, "omega",
+                       fix="use a weight >= 0 (reference: 1 for super-resolution and deblurring, 0.1 for box inpainting)")
+        require_finite(self.gamma, "gamma",
+                       fix="use a weight >= 0 (reference: 0.1 for super-resolution and deblurring, 0.01 for box "
+                           "inpainting; 0 switches the gluing term off)")
         require(isinstance(self.seed, int), f"seed must be a whole number, got {self.seed!r}")
-        _whole(self.last_timestep, "last_timestep", 0, "use a timestep >= 0 (reference: 0)")
-        _whole(self.first_timestep, "first_timestep", self.last_timestep + 1,
+        require_whole(self.last_timestep, "last_timestep", 0, "use a timestep >= 0 (reference: 0)")
+        require_whole(self.first_timestep, "first_timestep", self.last_timestep + 1,
                f"the sampler runs downwards, so first_timestep must exceed last_timestep ({self.last_timestep})")
         available = self.first_timestep - self.last_timestep + 1
         require(self.steps <= available,
                 f"steps ({self.steps}) exceeds the {available} distinct timesteps from {self.first_timestep} "
                 f"to {self.last_timestep}: use at most {available} steps")
-        _whole(self.check_every, "check_every", 1, "check for NaN at least every 1 step")
+        require_whole(self.check_every, "check_every", 1, "check for NaN at least every 1 step")
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,10 +332,10 @@ def run_psld(
     require(len(levels) > 0, "the noise schedule is empty: use at least 1 step")
 
     with torch.inference_mode(False), torch.enable_grad():  # ComfyUI runs nodes in inference mode
-        measured = _prepare_measurement(measurement, n, device)
-        problem = PSLDProblem(denoiser, autoencoder, _autograd_ready(operator, device), measured,
+        measured = measurement_for_run(measurement, n, device)
+        problem = PSLDProblem(denoiser, autoencoder, operator_for_run(operator, device), measured,
                               float(config.omega), float(config.gamma))
-        z = _starting_particles(initial, n, shape, config.seed, device)
+        z = starting_particles(initial, n, shape, config.seed, device)
         history = torch.zeros((len(levels), len(SUMMARY_NAMES)), dtype=torch.float32, device=device)
         total_steps = len(levels)
         for k, (level, level_prev) in enumerate(transitions(levels)):
@@ -352,8 +353,8 @@ def run_psld(
                     **dict(zip(SUMMARY_NAMES, values, strict=True)), "denoised": step.denoised}
                 callback(k, total_steps, z, info)
             elif (k + 1) % config.check_every == 0:
-                _check_finite(history, z, k, levels, config)
-        _check_finite(history, z, total_steps - 1, levels, config)
+                _checkrequire_finite(history, z, k, levels, config)
+        _checkrequire_finite(history, z, total_steps - 1, levels, config)
     return z.detach()
 
 
@@ -370,7 +371,7 @@ _CAUSES = {
 }
 
 
-def _check_finite(history: torch.Tensor, z: torch.Tensor, upto: int, levels: Sequence[NoiseLevel],
+def _checkrequire_finite(history: torch.Tensor, z: torch.Tensor, upto: int, levels: Sequence[NoiseLevel],
                   config: PSLDConfig) -> None:
     """Raise :class:`DWGFRunError` if any summary so far, or the latents, are not finite (one sync)."""
     if bool(torch.isfinite(history[: upto + 1]).all() & torch.isfinite(z).all()):

@@ -1,0 +1,77 @@
+"""The embedded demo model's files: where they are and how to read them (no ComfyUI here).
+
+``tools/train_default_model.py`` writes a small SD-style latent diffusion model into
+``dwgf/default_model/``: an AutoencoderKL (``vae.safetensors``), a UNet (``unet.safetensors``),
+the learned per-prompt contexts (``contexts.safetensors``), held-out images for tests and
+benchmarks (``heldout.safetensors``) and ``model.json`` with the architectures, the train /
+held-out split, and what was measured. The ComfyUI side (``nodes/comfy_adapter.py``) turns these
+into a MODEL, VAE and CONDITIONING; everything here is plain tensors and JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import require
+
+MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+CONFIG_FILE = "model.json"
+UNCONDITIONAL = "unconditional"
+HELDOUT_SETS = ("photos", "digits")
+
+
+@lru_cache(maxsize=1)
+def load_config() -> dict[str, Any]:
+    """``model.json``: architectures, prompts, file names, split and training record."""
+    path = MODEL_DIR / CONFIG_FILE
+    require(path.is_file(), f"the demo model is missing ({path}): run `make train-model` or reinstall the pack")
+    return json.loads(path.read_text())
+
+
+def prompts() -> list[str]:
+    """The prompts (classes) the demo model was trained with, in context-table order."""
+    return list(load_config()["prompts"])
+
+
+def load_tensors(role: str) -> dict[str, torch.Tensor]:
+    """The tensors of one shipped file: ``role`` is "vae", "unet", "contexts" or "heldout"."""
+    from safetensors.torch import load_file
+
+    name = load_config()["files"][role]
+    return load_file(str(MODEL_DIR / name))
+
+
+def prompt_context(prompt: str) -> torch.Tensor:
+    """The learned context ``(1, tokens, context_dim)`` float32 of a prompt or of "unconditional"."""
+    config = load_config()
+    names = [*config["prompts"], UNCONDITIONAL]
+    require(prompt in names, f"prompt {prompt!r} is not one the demo model knows: choose one of {names}")
+    table = load_tensors("contexts")["context"]
+    index = config["unconditional_index"] if prompt == UNCONDITIONAL else config["prompts"].index(prompt)
+    return table[index:index + 1].float()
+
+
+@dataclass(frozen=True)
+class HeldOutImages:
+    """Held-out images (never seen in training) as ComfyUI IMAGE tensors ``(N, H, W, 3)`` in [0, 1]."""
+
+    images: torch.Tensor
+    labels: list[str]
+
+
+def load_heldout(which: str) -> HeldOutImages:
+    """The held-out "photos" (crops of whole held-out photographs) or "digits", with a label each."""
+    require(which in HELDOUT_SETS, f"held-out set must be one of {HELDOUT_SETS}, got {which!r}")
+    tensors = load_tensors("heldout")
+    if which == "digits":
+        labels = [f"digit {int(d)}" for d in tensors["digit_labels"]]
+        return HeldOutImages(tensors["digits"].float() / 255.0, labels)
+    sources = load_config()["split"]["photos"]["heldout"]
+    labels = [sources[int(s)] for s in tensors["photo_sources"]]
+    return HeldOutImages(tensors["photos"].float() / 255.0, labels)

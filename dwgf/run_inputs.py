@@ -1,0 +1,53 @@
+"""Getting a sampler's inputs ready for a run: on its device, as ordinary tensors, checked.
+
+DWGF and PSLD share these. ComfyUI builds node outputs under ``torch.inference_mode()``; tensors
+made there cannot be saved for backward, so everything a run differentiates through is copied here.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+from .errors import require
+from .particles import initial_particles
+
+
+def operator_for_run(operator: Any, device: torch.device) -> Any:
+    """A copy of the operator on the run's device, made outside inference mode.
+
+    ComfyUI builds nodes' outputs under ``torch.inference_mode()``; an operator's index or kernel
+    tensors made there cannot be saved for backward. Copying them here makes them normal tensors,
+    and moving them once avoids a host-device copy every step.
+    """
+    if operator is None:
+        return None
+    if hasattr(operator, "to"):
+        return operator.to(device)
+    try:
+        return copy.deepcopy(operator)
+    except Exception:  # an operator that cannot be copied is used as it is
+        return operator
+
+
+def measurement_for_run(measurement: torch.Tensor | None, particles: int, device: torch.device) -> torch.Tensor | None:
+    if measurement is None:
+        return None
+    require(measurement.ndim >= 2 and measurement.shape[0] in (1, particles),
+            f"the measurement must be a batch of 1 or of {particles} (one per particle); got shape "
+            f"{tuple(measurement.shape)}")
+    require(bool(torch.isfinite(measurement).all()), "the measurement contains NaN or infinite values: "
+            "check the node that produced it")
+    return measurement.detach().to(device=device, dtype=torch.float32).clone()  # clone: a normal tensor
+
+
+def starting_particles(initial: torch.Tensor | None, n: int, shape: tuple[int, ...], seed: int,
+                        device: torch.device) -> torch.Tensor:
+    if initial is None:
+        return initial_particles(n, shape, seed, device)
+    require(tuple(initial.shape) == (n, *shape),
+            f"initial particles have shape {tuple(initial.shape)}, expected {(n, *shape)}")
+    require(bool(torch.isfinite(initial).all()), "initial particles contain NaN or infinite values")
+    return initial.detach().to(device=device, dtype=torch.float32).clone()
