@@ -78,7 +78,8 @@ class PSLDConfig:
         require_whole(self.particles, "particles", 1, "use at least 1 sample")
         require_whole(self.steps, "steps", 1, "use at least 1 step (the reference uses 1000)")
         require_finite(self.omega, "omega",
-                       fix="use a weight >= 0 (reference: 1 for super-resolution and deblurring, 0.1 for box inpainting)")
+                       fix="use a weight >= 0 (reference: 1 for super-resolution and deblurring, "
+                           "0.1 for box inpainting)")
         require_finite(self.gamma, "gamma",
                        fix="use a weight >= 0 (reference: 0.1 for super-resolution and deblurring, 0.01 for box "
                            "inpainting; 0 switches the gluing term off)")
