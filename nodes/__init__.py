@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 import logging
 
-NODE_MODULES = ("degradation_node",)
+NODE_MODULES = ("degradation_node", "dwgf_sampler_node", "psld_sampler_node", "particle_decode_node",
+                "demo_model_node")
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}

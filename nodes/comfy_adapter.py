@@ -1,0 +1,328 @@
+"""The one place where the pack touches ComfyUI's internals.
+
+Everything version-sensitive (``comfy.supported_models``, ``comfy.sd.VAE``, ``ModelPatcher``,
+``comfy.model_management``, the CONDITIONING and LATENT layouts) goes through here, so a change in
+ComfyUI is fixed in one module and node modules stay thin. Sections:
+
+* Devices and dtypes
+* Building models from state dicts (the embedded demo model)
+* Conditioning and latents
+* Sampling through ComfyUI's own machinery (model checks, guidance, progress, cancel)
+* The VAE as a differentiable autoencoder
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import comfy.model_management
+import comfy.model_patcher
+import comfy.model_sampling
+import comfy.sample
+import comfy.samplers
+import comfy.sd
+import comfy.supported_models
+import latent_preview
+import torch
+
+from ..dwgf.errors import DWGFInputError
+
+# ---------------------------------------------------------------------------------------------
+# Devices and dtypes
+# ---------------------------------------------------------------------------------------------
+
+
+def torch_device() -> torch.device:
+    """The device ComfyUI computes on (its ``--cpu`` flag and GPU choice respected)."""
+    return comfy.model_management.get_torch_device()
+
+
+def unet_offload_device() -> torch.device:
+    """Where ComfyUI parks a diffusion model between runs."""
+    return comfy.model_management.unet_offload_device()
+
+
+# ---------------------------------------------------------------------------------------------
+# Building models from state dicts
+# ---------------------------------------------------------------------------------------------
+
+
+def build_sd15_style_model(unet_config: dict[str, Any], unet_state_dict: dict[str, torch.Tensor],
+                           dtype: torch.dtype = torch.float32) -> Any:
+    """A MODEL (``ModelPatcher`` over an SD1.5-family ``BaseModel``) for a UNet of any size.
+
+    ``comfy.supported_models.SD15`` gives the epsilon-prediction model sampling on SD's
+    1000-step scaled-linear schedule and the SD1.5 latent format (scale 0.18215); its size check
+    is used only by checkpoint detection, so a small config is accepted. The class forces its own
+    head count, so ``unet_config`` (the one the weights were trained with) is re-applied on top.
+    The weights must match the architecture exactly (``strict`` load), so a bad file fails here
+    and not as silent noise at sampling time.
+    """
+    model_config = comfy.supported_models.SD15(dict(unet_config))
+    model_config.unet_config.update(unet_config)
+    model_config.set_inference_dtype(dtype, None)
+    offload = unet_offload_device()
+    base_model = model_config.get_model({}, "", device=offload)
+    base_model.diffusion_model.load_state_dict(unet_state_dict, strict=True)
+    base_model.diffusion_model.to(device=offload, dtype=dtype)
+    return comfy.model_patcher.ModelPatcher(base_model, load_device=torch_device(), offload_device=offload)
+
+
+def build_kl_vae(vae_state_dict: dict[str, torch.Tensor], ddconfig: dict[str, Any], embed_dim: int,
+                 downscale_ratio: int) -> Any:
+    """A VAE (``comfy.sd.VAE``) around an ``AutoencoderKL`` of any size.
+
+    ComfyUI assumes ×8 when it is given an explicit config, so the ratio is set here; the stock
+    VAEEncode / VAEDecode nodes read it for cropping and for tiled fallbacks.
+    """
+    config = {"params": {"ddconfig": dict(ddconfig), "embed_dim": int(embed_dim)}}
+    vae = comfy.sd.VAE(sd=dict(vae_state_dict), config=config)
+    vae.downscale_ratio = int(downscale_ratio)
+    vae.upscale_ratio = int(downscale_ratio)
+    return vae
+
+
+def latent_scale_factor(model: Any) -> float:
+    """The model's VAE scale factor (``latent_format.scale_factor``: 0.18215 for SD1.x)."""
+    return float(model.model.latent_format.scale_factor)
+
+
+# ---------------------------------------------------------------------------------------------
+# Conditioning and latents
+# ---------------------------------------------------------------------------------------------
+
+
+def conditioning_from_context(context: torch.Tensor) -> list:
+    """CONDITIONING for one cross-attention context ``(1, tokens, dim)``, as CLIPTextEncode makes."""
+    return [[context.float().contiguous(), {}]]
+
+
+def empty_latent(batch_size: int, channels: int, height: int, width: int) -> dict[str, torch.Tensor]:
+    """A LATENT of zeros (raw VAE latent shape), like EmptyLatentImage but for any latent size.
+
+    EmptyLatentImage assumes a ×8 VAE; a ×4 VAE needs latents of image size / 4.
+    """
+    return {"samples": torch.zeros((int(batch_size), int(channels), int(height), int(width)))}
+
+
+# ============================================================================================
+# Sampling through ComfyUI's own machinery
+# ============================================================================================
+# The samplers run as a ComfyUI KSAMPLER function inside ``comfy.sample.sample_custom``, so
+# ComfyUI prepares conditioning (SDXL's pooled vector and size conditions included), loads the
+# model, applies model patches and classifier-free guidance, exactly as for its own samplers.
+
+
+def check_diffusion_model(model: Any) -> None:
+    """Reject models outside the method: it needs a discrete-time eps- or v-prediction model."""
+    base = model.model
+    sampling = base.model_sampling
+    kind = getattr(getattr(base, "model_type", None), "name", str(getattr(base, "model_type", "?")))
+    discrete = isinstance(sampling, comfy.model_sampling.ModelSamplingDiscrete)
+    if kind not in ("EPS", "V_PREDICTION") or not discrete or len(sampling.sigmas) < 2:
+        raise DWGFInputError(
+            f"model: this MODEL is a {type(base).__name__} with {kind} prediction and "
+            f"{type(sampling).__name__} noise levels; DWGF and PSLD need a discrete-time eps- or "
+            "v-prediction latent diffusion model (SD 1.x, SD 2.x, SDXL). Flow-matching models "
+            "(SD3, Flux) and EDM/continuous-time models are not supported."
+        )
+
+
+def model_alphas_cumprod(model: Any) -> torch.Tensor:
+    """The model's ``ᾱ_t`` (t = 0 … T−1) in float64, from ComfyUI's sigma table ``σ = sqrt((1−ᾱ)/ᾱ)``."""
+    sigmas = model.model.model_sampling.sigmas.detach().to("cpu", torch.float64)
+    return 1.0 / (1.0 + sigmas**2)
+
+
+def model_latent_channels(model: Any) -> int:
+    """The latent channels of the model's latent space (the 2024 copy's latent formats do not say;
+    the UNet's output channels do)."""
+    channels = getattr(model.model.latent_format, "latent_channels", None)
+    return int(channels if channels is not None else model.model.model_config.unet_config["out_channels"])
+
+
+class GuidedDenoiser:
+    """The ``Denoiser`` protocol over the model ComfyUI hands to a KSAMPLER function.
+
+    ``guided(x, sigma, **extra_args)`` returns the CFG-combined ``ẑ0``; calls run without
+    gradients and return ordinary (non-inference) tensors.
+    """
+
+    def __init__(self, guided: Any, extra_args: dict, alphas_cumprod: torch.Tensor) -> None:
+        self.guided = guided
+        self.extra_args = extra_args
+        self.alphas_cumprod = alphas_cumprod
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.guided(x, sigma.to(x), **self.extra_args)
+
+    def denoise_differentiable(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The same call keeping the graph (PSLD; needs :class:`autograd_through_unet`)."""
+        return self.guided(x, sigma.to(x), **self.extra_args)
+
+
+def sample_with_comfyui(model: Any, positive: Any, negative: Any, cfg: float, sigmas: torch.Tensor,
+                        latent_shape: tuple[int, ...], seed: int,
+                        run: Callable[[GuidedDenoiser, torch.device, Callable], torch.Tensor],
+                        differentiable_model: bool = False) -> torch.Tensor:
+    """Run ``run(denoiser, device, on_step)`` as a ComfyUI sampler; returns raw VAE latents.
+
+    ``sigmas`` are the schedule's noise levels (one per iteration). ``on_step(step, preview)``
+    drives ComfyUI's progress bar, live preview and Cancel button. ``differentiable_model`` lets
+    gradients run through the UNet (PSLD).
+    """
+    alphas = model_alphas_cumprod(model)
+    comfy_callback = latent_preview.prepare_callback(model, len(sigmas))
+
+    def sampler_function(guided, noise, comfy_sigmas, extra_args=None, callback=None, disable=None, **_):
+        denoiser = GuidedDenoiser(guided, dict(extra_args or {}), alphas)
+
+        def on_step(step: int, preview: torch.Tensor) -> None:
+            throw_if_interrupted()
+            if callback is not None:
+                callback({"i": step, "denoised": preview.detach(), "x": preview.detach(),
+                          "sigma": comfy_sigmas[step], "sigma_hat": comfy_sigmas[step]})
+
+        with torch.inference_mode(False), torch.enable_grad():
+            if not differentiable_model:
+                return run(denoiser, noise.device, on_step)
+            with autograd_through_unet(model):
+                return run(denoiser, noise.device, on_step)
+
+    sampler = comfy.samplers.KSAMPLER(sampler_function)
+    schedule = torch.cat([sigmas.float().cpu(), torch.zeros(1)])
+    latent = torch.zeros(latent_shape)
+    return comfy.sample.sample_custom(model, torch.zeros(latent_shape), float(cfg), sampler, schedule, positive,
+                                      negative, latent, callback=comfy_callback, disable_pbar=True, seed=seed)
+
+
+class autograd_through_unet:  # noqa: N801 - used as a context manager, reads like one
+    """Let autograd run through the UNet for the duration of a run.
+
+    Its weights become ordinary tensors (see :func:`make_trainable_copy_of_weights`), and the
+    transformer blocks' LayerNorms get a pre-hook that clones their input: ComfyUI before
+    mid-2025 (≈ v0.3.41) adds attention outputs in place (``x += n``) onto a tensor LayerNorm
+    saved for backward, which breaks autograd; the clone costs one copy per norm and is removed
+    after the run, so normal sampling is untouched.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.unet = model.model.diffusion_model
+        self.handles: list[Any] = []
+
+    def __enter__(self) -> autograd_through_unet:
+        make_trainable_copy_of_weights(self.unet)
+        for module in self.unet.modules():
+            if type(module).__name__ == "BasicTransformerBlock":
+                for norm in (getattr(module, name, None) for name in ("norm1", "norm2", "norm3")):
+                    if isinstance(norm, torch.nn.Module):
+                        self.handles.append(norm.register_forward_pre_hook(_clone_first_input))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+
+def _clone_first_input(module: torch.nn.Module, args: tuple) -> tuple:
+    return (args[0].clone(), *args[1:])
+
+
+def throw_if_interrupted() -> None:
+    """Stop within a step when the user presses Cancel (ComfyUI raises its own interrupt)."""
+    comfy.model_management.throw_exception_if_processing_interrupted()
+
+
+# ============================================================================================
+# The VAE as a differentiable autoencoder
+# ============================================================================================
+def make_trainable_copy_of_weights(module: torch.nn.Module) -> None:
+    """Let autograd run through a module whose weights ComfyUI created under inference mode.
+
+    Every node runs in ``torch.inference_mode()``, so loaded weights are inference tensors and
+    cannot be saved for backward. Replacing each by an ordinary (frozen) Parameter copy fixes it;
+    ``p.data = p.data.clone()`` does not. A no-op when already done (e.g. on the next run).
+    """
+    with torch.inference_mode(False):
+        for sub in module.modules():
+            for name, param in list(sub.named_parameters(recurse=False)):
+                if param.is_inference():
+                    setattr(sub, name, torch.nn.Parameter(param.clone(), requires_grad=False))
+            for name, buffer in list(sub.named_buffers(recurse=False)):
+                if buffer is not None and buffer.is_inference():
+                    sub.register_buffer(name, buffer.clone(), persistent=name not in sub._non_persistent_buffers_set)
+
+
+class ComfyVAE:
+    """The ``Autoencoder`` protocol over ComfyUI's VAE, in the diffusion model's latent space.
+
+    ``decode`` differentiates through ``first_stage_model.decode`` directly (``VAE.decode`` clamps
+    and may fall back to tiles that never carry gradients); ``encode`` returns the posterior
+    mean (ComfyUI's own encode samples), scaled by the model's latent format.
+    """
+
+    def __init__(self, vae: Any, latent_format: Any, device: torch.device) -> None:
+        self.vae = vae
+        self.latent_format = latent_format
+        self.device = device
+        self.dtype = vae.vae_dtype
+        self.latent_channels = vae_latent_channels(vae)
+        self.downscale = vae_downscale_ratio(vae)
+        self.network = vae.first_stage_model
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        raw = self.latent_format.process_out(z)
+        return self.network.decode(raw.to(self.device, self.dtype)).float()
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.encode_differentiable(x)
+
+    def encode_differentiable(self, x: torch.Tensor) -> torch.Tensor:
+        """Posterior mean, keeping the graph when gradients are on (PSLD's gluing term)."""
+        moments = self.network.encoder(x.to(self.device, self.dtype))
+        quant_conv = getattr(self.network, "quant_conv", None)
+        if quant_conv is not None:
+            moments = quant_conv(moments)
+        return self.latent_format.process_in(moments[:, : self.latent_channels].float())
+
+
+def vae_latent_channels(vae: Any) -> int:
+    """Latent channels read off the network (the 2024 copy leaves ``VAE.latent_channels`` at 4
+    for any VAE built from an explicit config)."""
+    network = vae.first_stage_model
+    decoder = getattr(network, "decoder", None)
+    for layer in (getattr(network, "post_quant_conv", None), getattr(decoder, "conv_in", None)):
+        if isinstance(layer, torch.nn.Conv2d):
+            return int(layer.in_channels)
+    return int(getattr(vae, "latent_channels", 4))
+
+
+def vae_downscale_ratio(vae: Any) -> int:
+    return int(getattr(vae, "downscale_ratio", 8))
+
+
+def check_vae_matches_model(vae: Any, model: Any) -> None:
+    vae_channels, model_channels = vae_latent_channels(vae), model_latent_channels(model)
+    if vae_channels != model_channels:
+        raise DWGFInputError(
+            f"vae: this VAE has {vae_channels} latent channels but the MODEL expects {model_channels}: "
+            "connect the VAE that belongs to the checkpoint (e.g. from the same Load Checkpoint node)"
+        )
+
+
+def prepare_vae(vae: Any, model: Any) -> ComfyVAE:
+    """Load the VAE on its device (ComfyUI's memory management) and make it differentiable."""
+    check_vae_matches_model(vae, model)
+    comfy.model_management.load_models_gpu([vae.patcher])
+    make_trainable_copy_of_weights(vae.first_stage_model)
+    return ComfyVAE(vae, model.model.latent_format, vae.device)
+
+
+def decode_latents(vae: Any, samples: torch.Tensor) -> torch.Tensor:
+    """ComfyUI's own VAE decode (tiling fallback included) to an IMAGE batch."""
+    images = vae.decode(samples)
+    return images.reshape(-1, *images.shape[-3:]) if images.ndim > 4 else images
