@@ -8,7 +8,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.dwgf-installed
 OUT ?= out/demo
 
-.PHONY: venv demo test lint clean test-current
+.PHONY: venv demo test lint clean train-model test-current
 
 venv: $(STAMP)
 
@@ -24,6 +24,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# Retrain the embedded demo model into dwgf/default_model/ (seeded; 20-30 min on 2 CPU cores).
+train-model: $(STAMP)
+	$(PY) tools/train_default_model.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
