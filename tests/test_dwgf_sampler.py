@@ -1,0 +1,146 @@
+"""DWGF Sampler and Particle Decode inside the real ComfyUI, on the embedded demo model."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+CLEAN = "clean (simulate the measurement)"
+
+
+def call(comfy_nodes, node_id: str, **inputs):
+    """Run a node as ComfyUI's executor does: a fresh instance, inside torch.inference_mode()."""
+    node_class = comfy_nodes.NODE_CLASS_MAPPINGS[node_id]
+    with torch.inference_mode():
+        return getattr(node_class(), node_class.FUNCTION)(**inputs)
+
+
+def degrade(comfy_nodes, images: torch.Tensor, operator: str, **overrides):
+    node_class = comfy_nodes.NODE_CLASS_MAPPINGS["DWGF_DegradationOperator"]
+    inputs = {name: spec[1]["default"] for name, spec in node_class.INPUT_TYPES()["required"].items()
+              if len(spec) > 1 and "default" in spec[1]}
+    inputs.update(image=images, image_is=CLEAN, operator=operator)
+    inputs.update(overrides)
+    return call(comfy_nodes, "DWGF_DegradationOperator", **inputs)
+
+
+def dwgf(comfy_nodes, demo, degradation, measurement, **overrides):
+    inputs = dict(model=demo["model"], positive=demo["negative"], negative=demo["negative"], vae=demo["vae"],
+                  degradation=degradation, measurement=measurement, seed=0, steps=12, particles=3,
+                  learning_rate=1.0, prior_weight=0.015, ae_weight=0.1, decoder_noise=0.01, cfg=1.0)
+    inputs.update(overrides)
+    return call(comfy_nodes, "DWGF_Sampler", **inputs)[0]
+
+
+@pytest.fixture(scope="module")
+def demo(comfy_nodes) -> dict:
+    model, vae, positive, negative, _ = call(comfy_nodes, "DWGF_DemoModel", prompt="unconditional", batch_size=1)
+    return {"model": model, "vae": vae, "positive": positive, "negative": negative}
+
+
+@pytest.fixture(scope="module")
+def photos(comfy_nodes) -> torch.Tensor:
+    images, _ = call(comfy_nodes, "DWGF_DemoHeldOutImages", which="photos", start=0, count=2)
+    return images
+
+
+def test_nodes_are_registered_with_tooltips(comfy_nodes) -> None:
+    for node_id, name in (("DWGF_Sampler", "DWGF Sampler"), ("DWGF_ParticleDecode", "Particle Decode")):
+        node_class = comfy_nodes.NODE_CLASS_MAPPINGS[node_id]
+        assert comfy_nodes.NODE_DISPLAY_NAME_MAPPINGS[node_id] == name
+        assert node_class.DESCRIPTION and node_class.CATEGORY == "DWGF"
+        for section in node_class.INPUT_TYPES().values():
+            for input_name, entry in section.items():
+                assert entry[1].get("tooltip"), f"{node_id}.{input_name} has no tooltip"
+
+
+def test_particles_come_out_as_a_latent_batch_and_repeat_with_the_seed(comfy_nodes, demo, photos) -> None:
+    degradation, measurement, _ = degrade(comfy_nodes, photos, "inpaint box (centre)")
+    first = dwgf(comfy_nodes, demo, degradation, measurement)
+    assert first["samples"].shape == (2 * 3, 4, 8, 8) and first["dwgf_particles"] == 3
+    assert torch.isfinite(first["samples"]).all()
+    again = dwgf(comfy_nodes, demo, degradation, measurement)
+    assert torch.equal(first["samples"], again["samples"])
+    other = dwgf(comfy_nodes, demo, degradation, measurement, seed=1)
+    assert not torch.allclose(first["samples"], other["samples"])
+    # particles of one image differ from each other: the flow does not collapse them
+    particles = first["samples"][:3].flatten(1)
+    assert torch.cdist(particles, particles).max() > 0.1
+
+
+def test_particle_decode_outputs_and_exact_paste_back(comfy_nodes, demo, photos) -> None:
+    degradation, measurement, _ = degrade(comfy_nodes, photos, "inpaint box (centre)")
+    latent = dwgf(comfy_nodes, demo, degradation, measurement)
+    images, mean, spread = call(comfy_nodes, "DWGF_ParticleDecode", particles=latent, vae=demo["vae"],
+                                paste_known_pixels=True, degradation=degradation, measurement=measurement)
+    assert images.shape == (6, 32, 32, 3) and mean.shape == (2, 32, 32, 3) and spread.shape == (2, 32, 32, 3)
+    known = degradation.operator.known
+    for index in range(6):
+        assert torch.equal(images[index][known], measurement[index // 3][known])
+    assert torch.equal(spread[:, known], torch.zeros_like(spread[:, known]))
+    assert spread[:, ~known].amax().item() == pytest.approx(1.0)
+    assert torch.allclose(mean[0], images[:3].mean(0), atol=1e-6)
+
+
+def test_progress_advances_every_step_and_cancel_stops_within_a_step(comfy_nodes, demo, photos) -> None:
+    import comfy.model_management
+    import comfy.utils
+
+    degradation, measurement, _ = degrade(comfy_nodes, photos[:1], "super-resolution avg-pool")
+    seen: list[tuple[int, int]] = []
+
+    def hook(value, total, *_):
+        seen.append((value, total))
+        if value == 5:
+            comfy.model_management.interrupt_current_processing(True)
+
+    comfy.utils.set_progress_bar_global_hook(hook)
+    try:
+        with pytest.raises(comfy.model_management.InterruptProcessingException):
+            dwgf(comfy_nodes, demo, degradation, measurement, steps=40)
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+        comfy.model_management.interrupt_current_processing(False)
+    assert seen == [(k, 40) for k in range(1, 6)]
+
+
+def test_bad_measurement_size_is_named(comfy_nodes, demo, photos) -> None:
+    degradation, measurement, _ = degrade(comfy_nodes, photos, "super-resolution avg-pool")
+    with pytest.raises(ValueError, match="measurement is 32x32 but .* expects a 8x8 measurement"):
+        dwgf(comfy_nodes, demo, degradation, photos)
+
+
+def test_vae_of_another_latent_space_is_refused(comfy_nodes, demo, photos) -> None:
+    import comfy.sd
+
+    ddconfig = {"double_z": True, "z_channels": 16, "resolution": 32, "in_channels": 3, "out_ch": 3, "ch": 32,
+                "ch_mult": [1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
+    with torch.inference_mode():
+        wrong = comfy.sd.VAE(sd={}, config={"params": {"ddconfig": ddconfig, "embed_dim": 16}})
+    degradation, measurement, _ = degrade(comfy_nodes, photos, "inpaint box (centre)")
+    with pytest.raises(ValueError, match="16 latent channels but the MODEL expects 4"):
+        dwgf(comfy_nodes, demo, degradation, measurement, vae=wrong)
+
+
+def test_flow_matching_model_is_refused(comfy_nodes, demo, photos) -> None:
+    import comfy.model_base
+    import comfy.model_patcher
+
+    kinds = comfy.model_base.ModelType
+    unsupported = getattr(kinds, "FLOW", None) or kinds.V_PREDICTION_EDM
+    config = demo["model"].model.model_config
+    with torch.inference_mode():
+        base = comfy.model_base.BaseModel(config, model_type=unsupported, device=torch.device("cpu"))
+        model = comfy.model_patcher.ModelPatcher(base, torch.device("cpu"), torch.device("cpu"))
+    degradation, measurement, _ = degrade(comfy_nodes, photos, "inpaint box (centre)")
+    with pytest.raises(ValueError, match="need a discrete-time eps- or v-prediction"):
+        dwgf(comfy_nodes, demo, degradation, measurement, model=model)
+
+
+def test_diverging_run_names_the_likely_cause(comfy_nodes, demo, photos) -> None:
+    errors = sys.modules["comfyui-dwgf.dwgf.errors"]
+    degradation, measurement, _ = degrade(comfy_nodes, photos[:1], "inpaint box (centre)")
+    with pytest.raises(errors.DWGFRunError, match="(?s)diverged.*lower lr"):
+        dwgf(comfy_nodes, demo, degradation, measurement, learning_rate=1e30, steps=5)
