@@ -80,3 +80,19 @@ def test_bad_input_is_a_node_error_and_the_server_lives_on(server, input_picture
     assert "sigma_y" in json.dumps(rejected.value.details)
     assert server.alive()
     assert fetch_images(server, server.run(load_workflow("degrade_sr_x4"), timeout=120))
+
+
+def test_dwgf_demo_workflow_runs_on_the_server(server) -> None:
+    """The README's main job in small: DWGF on the demo model through the HTTP API."""
+    prompt = load_workflow("demo_box_inpainting")
+    prompt["2"]["inputs"]["count"] = 1
+    prompt["4"]["inputs"]["steps"] = 8
+    progress: list[int] = []
+    result = server.run(prompt, timeout=300,
+                        on_event=lambda e: progress.append(e["data"]["value"]) if e["type"] == "progress" else None)
+    names = sorted(entry["filename"].rsplit("_", 2)[0] for entry in result.output_images())
+    assert names == ["1_clean", "2_measurement", "3_pseudo_inverse", "4_dwgf_mean", *["5_dwgf_particles"] * 4,
+                     "6_spread"]
+    assert set(range(1, 9)) <= set(progress)  # the sampler's progress reached the websocket every step
+    mean = fetch_images(server, result)["4_dwgf_mean"]
+    assert mean.shape == (32, 32, 3)

@@ -1,9 +1,10 @@
 """The README's main job: a real headless ComfyUI runs the pack's API workflows and writes images.
 
 Starts ComfyUI's own server (vendored 2024 copy, or ``DWGF_COMFYUI_ROOT``) on a free loopback
-port with the pack installed, puts the demo input into its input folder, submits each workflow
-of ``DEMO_WORKFLOWS`` through ``POST /prompt``, follows it on the websocket, and downloads every
-output image through ``/history`` and ``/view`` into ``--out``.
+port with the pack installed, submits each workflow of ``DEMO_WORKFLOWS`` (DWGF on the embedded
+demo model and its held-out images) through ``POST /prompt``, follows it on the websocket, and
+downloads every output image through ``/history`` and ``/view`` into ``--out``, with one grid
+picture per workflow.
 """
 
 from __future__ import annotations
@@ -19,20 +20,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from comfy_server import ComfyServer  # noqa: E402
 from comfyui_env import PACK_ROOT, comfyui_root, comfyui_version  # noqa: E402
 
-DEMO_WORKFLOWS = ("degrade_box_inpainting", "degrade_sr_x4")
-DEMO_INPUT_NAME = "dwgf_demo_input.png"
+DEMO_WORKFLOWS = ("demo_box_inpainting", "demo_super_resolution_x4")
+GRID_ZOOM = 4
 
 
-def write_demo_input(folder: Path) -> Path:
-    """The demo's input picture: scikit-image's public-domain astronaut, 128²."""
-    import numpy as np
-    import skimage.data
+def save_grid(images: list[Path], target: Path) -> None:
+    """One row per output (clean, measurement, A†y, DWGF mean, particles, spread), zoomed ×4."""
     from PIL import Image
 
-    picture = Image.fromarray(np.asarray(skimage.data.astronaut())).resize((128, 128), Image.LANCZOS)
-    target = folder / DEMO_INPUT_NAME
-    picture.save(target)
-    return target
+    rows: dict[str, list[Path]] = {}
+    for path in sorted(images):
+        rows.setdefault(path.name.rsplit("_", 2)[0], []).append(path)
+    pictures = {name: [Image.open(p).convert("RGB") for p in paths] for name, paths in rows.items()}
+    cell = max(max(im.width, im.height) for ims in pictures.values() for im in ims) * GRID_ZOOM
+    width = cell * max(len(ims) for ims in pictures.values())
+    grid = Image.new("RGB", (width, cell * len(pictures)), "white")
+    for row, ims in enumerate(pictures.values()):
+        for col, im in enumerate(ims):
+            zoomed = im.resize((im.width * GRID_ZOOM, im.height * GRID_ZOOM), Image.NEAREST)
+            grid.paste(zoomed, (col * cell, row * cell))
+    grid.save(target)
 
 
 def run(out: Path, workflows: tuple[str, ...]) -> list[Path]:
@@ -42,17 +49,19 @@ def run(out: Path, workflows: tuple[str, ...]) -> list[Path]:
     print(f"ComfyUI {comfyui_version(root)} at {root}")
     with ComfyServer() as server:
         print(f"server up on {server.base_url} (log: {server.log_path})")
-        write_demo_input(server.input_dir)
         for name in workflows:
             prompt = json.loads((PACK_ROOT / "workflows" / "api" / f"{name}.json").read_text())
             started = time.perf_counter()
             result = server.run(prompt)
             images = result.output_images()
+            saved = []
             for image in images:
-                target = out / name / Path(image.get("subfolder", "")).name / image["filename"]
+                target = out / name / image["filename"]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(server.view(image))
-                written.append(target)
+                saved.append(target)
+            save_grid(saved, out / f"{name}_grid.png")
+            written += [*saved, out / f"{name}_grid.png"]
             print(f"{name}: {len(images)} images in {time.perf_counter() - started:.1f}s")
     return written
 
