@@ -63,8 +63,8 @@ class DWGFSampler:
                                         "tooltip": "Adam's learning rate (reference 1.0)."}),
             "prior_weight": ("FLOAT", {"default": 0.15, "min": 0.0, "max": 100.0, "step": 0.005,
                                        "tooltip": "w, the weight of the diffusion prior (reference 0.15 for SD "
-                                                  "at 512²; it does not transfer across latent sizes: "
-                                                  "the demo model uses 0.015)."}),
+                                                  "at 512²; it need not transfer across latent sizes: "
+                                                  "sweep it for a new model)."}),
             "ae_weight": ("FLOAT", {"default": 0.1, "min": 0.0, "max": 100.0, "step": 0.01,
                                     "tooltip": "c_ae, the weight of the encoder-decoder prior-score term "
                                                "(reference 0.1; 0 switches it off)."}),
