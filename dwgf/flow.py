@@ -29,11 +29,18 @@ from typing import Any, Protocol
 
 import torch
 
+from .divergence import all_finite, describe_level, first_bad_step
 from .errors import DWGFInputError, DWGFRunError, require, require_finite, require_whole
 from .particles import NoiseSource
 from .protocols import Autoencoder, Denoiser
 from .run_inputs import measurement_for_run, operator_for_run, starting_particles
-from .schedule import REFERENCE_FIRST_TIMESTEP, REFERENCE_LAST_TIMESTEP, NoiseLevel, reference_levels
+from .schedule import (
+    REFERENCE_FIRST_TIMESTEP,
+    REFERENCE_LAST_TIMESTEP,
+    NoiseLevel,
+    reference_levels,
+    require_timestep_sweep,
+)
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 
@@ -80,13 +87,7 @@ class DWGFConfig:
                 f"betas must be two numbers in [0, 1), got {self.betas!r}: the reference uses (0.9, 0.999)")
         require_finite(self.adam_eps, "adam_eps", positive=True, fix="use a small positive number (reference: 1e-8)")
         require(isinstance(self.seed, int), f"seed must be a whole number, got {self.seed!r}")
-        require_whole(self.last_timestep, "last_timestep", 0, "use a timestep >= 0 (reference: 2)")
-        require_whole(self.first_timestep, "first_timestep", self.last_timestep + 1,
-               f"the sweep runs downwards, so first_timestep must exceed last_timestep ({self.last_timestep})")
-        available = self.first_timestep - self.last_timestep + 1
-        require(self.steps <= available,
-                f"steps ({self.steps}) exceeds the {available} distinct timesteps from {self.first_timestep} "
-                f"to {self.last_timestep}: use at most {available} steps")
+        require_timestep_sweep(self.steps, self.first_timestep, self.last_timestep, reference_last=2)
         require_whole(self.check_every, "check_every", 1, "check for NaN at least every 1 step")
 
 
@@ -302,8 +303,10 @@ def run_dwgf(
                                         **dict(zip(LOSS_NAMES, values, strict=True))}
                 callback(k, total_steps, z.detach(), info)
             elif (k + 1) % config.check_every == 0:
-                _checkrequire_finite(history, z, k, levels, config)
-        _checkrequire_finite(history, z, total_steps - 1, levels, config)
+                if not all_finite(history, z, k):
+                    _raise_diverged(history, z, k, levels, config)
+        if not all_finite(history, z, total_steps - 1):
+            _raise_diverged(history, z, total_steps - 1, levels, config)
     return z.detach()
 
 
@@ -325,25 +328,12 @@ _CAUSES = {
 }
 
 
-def _checkrequire_finite(history: torch.Tensor, z: torch.Tensor, upto: int, levels: Sequence[NoiseLevel],
-                  config: DWGFConfig) -> None:
-    """Raise :class:`DWGFRunError` if any loss so far, or the particles, are not finite (one sync)."""
-    if bool(torch.isfinite(history[: upto + 1]).all() & torch.isfinite(z.detach()).all()):
-        return
-    _raise_diverged(history, z, upto, levels, config)
-
-
 def _raise_diverged(history: torch.Tensor, z: torch.Tensor, upto: int, levels: Sequence[NoiseLevel],
                     config: DWGFConfig) -> None:
-    rows = torch.isfinite(history[: upto + 1]).all(1).cpu()
-    bad = (~rows).nonzero().flatten()
-    step = int(bad[0]) if bad.numel() else upto
-    row = history[step].cpu()
-    names = [name for name, value in zip(LOSS_NAMES, row.tolist(), strict=True) if not math.isfinite(value)]
+    step, names = first_bad_step(history, upto, LOSS_NAMES)
     what = " and ".join(names) if names else "the particles"
     cause = _CAUSES.get(names[0]) if names else "a gradient that overflowed: a learning rate too high"
-    level = levels[step]
-    where = f"timestep {level.timestep}" if level.timestep is not None else f"alpha_bar {level.alpha_bar:.4g}"
+    where = describe_level(levels[step])
     raise DWGFRunError(
         f"DWGF diverged at step {step + 1} of {len(levels)} ({where}): {what} became NaN or infinite. "
         f"Likely cause: {cause}. Try a lower lr (now {config.lr}) or prior_weight (now {config.prior_weight}), "

@@ -31,11 +31,12 @@ from typing import Any, NamedTuple, Protocol
 
 import torch
 
+from .divergence import all_finite, describe_level, first_bad_step
 from .errors import DWGFInputError, DWGFRunError, require, require_finite, require_whole
 from .operators import Inpainting
 from .protocols import Autoencoder, Denoiser
 from .run_inputs import measurement_for_run, operator_for_run, starting_particles
-from .schedule import NoiseLevel, evenly_spaced_timesteps, levels_from_timesteps
+from .schedule import NoiseLevel, evenly_spaced_timesteps, levels_from_timesteps, require_timestep_sweep
 
 PSLD_FIRST_TIMESTEP = 999
 PSLD_LAST_TIMESTEP = 0
@@ -84,13 +85,7 @@ class PSLDConfig:
                        fix="use a weight >= 0 (reference: 0.1 for super-resolution and deblurring, 0.01 for box "
                            "inpainting; 0 switches the gluing term off)")
         require(isinstance(self.seed, int), f"seed must be a whole number, got {self.seed!r}")
-        require_whole(self.last_timestep, "last_timestep", 0, "use a timestep >= 0 (reference: 0)")
-        require_whole(self.first_timestep, "first_timestep", self.last_timestep + 1,
-               f"the sampler runs downwards, so first_timestep must exceed last_timestep ({self.last_timestep})")
-        available = self.first_timestep - self.last_timestep + 1
-        require(self.steps <= available,
-                f"steps ({self.steps}) exceeds the {available} distinct timesteps from {self.first_timestep} "
-                f"to {self.last_timestep}: use at most {available} steps")
+        require_timestep_sweep(self.steps, self.first_timestep, self.last_timestep, reference_last=0)
         require_whole(self.check_every, "check_every", 1, "check for NaN at least every 1 step")
 
 
@@ -354,8 +349,10 @@ def run_psld(
                     **dict(zip(SUMMARY_NAMES, values, strict=True)), "denoised": step.denoised}
                 callback(k, total_steps, z, info)
             elif (k + 1) % config.check_every == 0:
-                _checkrequire_finite(history, z, k, levels, config)
-        _checkrequire_finite(history, z, total_steps - 1, levels, config)
+                if not all_finite(history, z, k):
+                    _raise_diverged(history, z, k, levels, config)
+        if not all_finite(history, z, total_steps - 1):
+            _raise_diverged(history, z, total_steps - 1, levels, config)
     return z.detach()
 
 
@@ -372,25 +369,12 @@ _CAUSES = {
 }
 
 
-def _checkrequire_finite(history: torch.Tensor, z: torch.Tensor, upto: int, levels: Sequence[NoiseLevel],
-                  config: PSLDConfig) -> None:
-    """Raise :class:`DWGFRunError` if any summary so far, or the latents, are not finite (one sync)."""
-    if bool(torch.isfinite(history[: upto + 1]).all() & torch.isfinite(z).all()):
-        return
-    _raise_diverged(history, z, upto, levels, config)
-
-
 def _raise_diverged(history: torch.Tensor, z: torch.Tensor, upto: int, levels: Sequence[NoiseLevel],
                     config: PSLDConfig) -> None:
-    rows = torch.isfinite(history[: upto + 1]).all(1).cpu()
-    bad = (~rows).nonzero().flatten()
-    step = int(bad[0]) if bad.numel() else upto
-    names = [name for name, value in zip(SUMMARY_NAMES, history[step].cpu().tolist(), strict=True)
-             if not math.isfinite(value)]
+    step, names = first_bad_step(history, upto, SUMMARY_NAMES)
     what = names[0] if names else "the latents"
     cause = _CAUSES[names[0]] if names else "the correction step overflowed: omega or gamma too large"
-    level = levels[step]
-    where = f"timestep {level.timestep}" if level.timestep is not None else f"alpha_bar {level.alpha_bar:.4g}"
+    where = describe_level(levels[step])
     raise DWGFRunError(
         f"PSLD diverged at step {step + 1} of {len(levels)} ({where}): {what} became NaN or infinite. "
         f"Likely cause: {cause}. Try a lower omega (now {config.omega}) or gamma (now {config.gamma}), "

@@ -15,7 +15,7 @@ from itertools import pairwise
 
 import torch
 
-from .errors import require
+from .errors import require, require_whole
 
 REFERENCE_FIRST_TIMESTEP = 999
 REFERENCE_LAST_TIMESTEP = 2
@@ -95,3 +95,14 @@ def constant_levels(alpha_bar: float, steps: int) -> list[NoiseLevel]:
     require(0.0 < alpha_bar < 1.0, f"alpha_bar must lie strictly between 0 and 1, got {alpha_bar}")
     require(steps >= 1, f"steps must be >= 1, got {steps}")
     return [NoiseLevel(float(alpha_bar))] * steps
+
+
+def require_timestep_sweep(steps: int, first: int, last: int, reference_last: int) -> None:
+    """Check a downward sweep of ``steps`` distinct timesteps from ``first`` to ``last``."""
+    require_whole(last, "last_timestep", 0, f"use a timestep >= 0 (reference: {reference_last})")
+    require_whole(first, "first_timestep", last + 1,
+                  f"the sweep runs downwards, so first_timestep must exceed last_timestep ({last})")
+    available = first - last + 1
+    require(steps <= available,
+            f"steps ({steps}) exceeds the {available} distinct timesteps from {first} to {last}: "
+            f"use at most {available} steps")
