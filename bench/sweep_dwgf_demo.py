@@ -53,7 +53,6 @@ Run: ``.venv/bin/python bench/sweep_dwgf_demo.py [--probe] [--grid] [--workers 2
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import platform
 import statistics
@@ -103,7 +102,7 @@ class Bench:
         self.model, self.vae, self.positive, self.negative = model, vae, positive, negative
         self.photos, labels = self.call("DWGF_DemoHeldOutImages", which="photos", start=0, count=10000)
         self.labels = labels.split(", ")
-        self.metrics = importlib.import_module(f"{comfyui_env.PACK_FOLDER_NAME}.dwgf.metrics")
+        self.metrics = comfyui_env.pack_submodule("dwgf.metrics")
 
     def call(self, node_id: str, **inputs):
         """A fresh node instance called inside ``torch.inference_mode()``, as ComfyUI's executor does."""

@@ -43,13 +43,13 @@ def comfy_nodes():
 @pytest.fixture(scope="session")
 def pack(comfy_nodes):
     """The pack's top-level module as ComfyUI imported it."""
-    return sys.modules[comfyui_env.PACK_FOLDER_NAME]
+    return sys.modules[comfyui_env.pack_module_name()]
 
 
 @pytest.fixture(scope="session")
 def core(pack):
     """The pack's ``dwgf`` core package (the same module objects the nodes use)."""
-    return sys.modules[f"{comfyui_env.PACK_FOLDER_NAME}.dwgf"]
+    return comfyui_env.pack_submodule("dwgf")
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 import torch
 
@@ -91,7 +89,7 @@ def test_progress_advances_every_step_and_cancel_stops_within_a_step(comfy_nodes
     degradation, measurement, _ = degrade(comfy_nodes, photos[:1], "super-resolution avg-pool")
     seen: list[tuple[int, int]] = []
 
-    def hook(value, total, *_):
+    def hook(value, total, *_, **__):  # current ComfyUI also passes node_id=
         seen.append((value, total))
         if value == 5:
             comfy.model_management.interrupt_current_processing(True)
@@ -139,8 +137,8 @@ def test_flow_matching_model_is_refused(comfy_nodes, demo, photos) -> None:
         dwgf(comfy_nodes, demo, degradation, measurement, model=model)
 
 
-def test_diverging_run_names_the_likely_cause(comfy_nodes, demo, photos) -> None:
-    errors = sys.modules["comfyui-dwgf.dwgf.errors"]
+def test_diverging_run_names_the_likely_cause(comfy_nodes, core, demo, photos) -> None:
+    errors = core.errors
     degradation, measurement, _ = degrade(comfy_nodes, photos[:1], "inpaint box (centre)")
     with pytest.raises(errors.DWGFRunError, match="(?s)diverged.*lower lr"):
         dwgf(comfy_nodes, demo, degradation, measurement, learning_rate=1e30, steps=5)

@@ -60,9 +60,11 @@ def test_k_diffusion_route_gives_the_models_own_noise_prediction(comfy_nodes, ra
     """ε_θ from ComfyUI's denoised output equals ε computed from the raw UNet output (eps or v)."""
     if random_sd.family == "sdxl":
         pytest.skip("SDXL is eps-prediction like SD 1.5; one eps and one v model cover the conversion")
-    flow = sys.modules["comfyui-dwgf.dwgf.flow"]
-    schedule = sys.modules["comfyui-dwgf.dwgf.schedule"]
-    adapter = sys.modules["comfyui-dwgf.nodes.comfy_adapter"]
+    import comfyui_env
+
+    flow = comfyui_env.pack_submodule("dwgf.flow")
+    schedule = comfyui_env.pack_submodule("dwgf.schedule")
+    adapter = comfyui_env.pack_submodule("nodes.comfy_adapter")
     base = random_sd.model.model
     context = random_sd.positive[0][0]
     alphas = adapter.model_alphas_cumprod(random_sd.model)

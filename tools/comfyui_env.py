@@ -92,6 +92,10 @@ def import_comfyui() -> ModuleType:
     folder_paths.set_temp_directory(str(scratch / "temp"))
     folder_paths.set_input_directory(str(scratch / "input"))
     folder_paths.folder_names_and_paths["custom_nodes"] = ([str(linked_custom_nodes_dir(scratch))], set())
+    if (root / "utils" / "__init__.py").is_file():
+        # Current ComfyUI's nodes.py puts comfy/ first on sys.path, where comfy/utils.py would then
+        # shadow the top-level ``utils`` package; main.py imports that package first, so do we.
+        importlib.import_module("utils")
     import nodes
 
     if hasattr(nodes, "init_extra_nodes"):
@@ -101,6 +105,24 @@ def import_comfyui() -> ModuleType:
     _IMPORTED["nodes"] = nodes
     _IMPORTED["scratch"] = scratch
     return nodes
+
+
+def pack_module_name() -> str:
+    """The name ComfyUI registered the pack under in ``sys.modules``.
+
+    The 2024 copy uses the folder name; current ComfyUI uses the folder's full path.
+    """
+    import_comfyui()
+    init_file = scratch_dir() / "custom_nodes" / PACK_FOLDER_NAME / "__init__.py"  # the link, not its target
+    for name, module in list(sys.modules.items()):
+        if getattr(module, "__file__", None) and Path(module.__file__) == init_file:
+            return name
+    raise ImportError("ComfyUI did not import the pack")
+
+
+def pack_submodule(dotted: str) -> ModuleType:
+    """A module of the pack as ComfyUI imported it, e.g. ``pack_submodule("dwgf.flow")``."""
+    return importlib.import_module(f"{pack_module_name()}.{dotted}")
 
 
 def scratch_dir() -> Path:

@@ -62,7 +62,7 @@ def main() -> None:
     torch.set_num_threads(2)
     nodes = comfyui_env.import_comfyui()
     loader = nodes.NODE_CLASS_MAPPINGS["DWGF_DemoModel"]()
-    demo = sys.modules[f"{comfyui_env.PACK_FOLDER_NAME}.dwgf.demo_model"]
+    demo = comfyui_env.pack_submodule("dwgf.demo_model")
     config = demo.load_config()
     means = training_digit_means(config["split"]["digits"]["heldout_indices"])
     rows, accuracy = [], {}
