@@ -21,6 +21,12 @@ REFERENCE_FIRST_TIMESTEP = 999
 REFERENCE_LAST_TIMESTEP = 2
 
 
+def sd_alphas_cumprod(steps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> torch.Tensor:
+    """Stable Diffusion's ``ᾱ_t``: scaled-linear betas (linear in sqrt(β)) from 0.00085 to 0.012, float64."""
+    betas = torch.linspace(beta_start**0.5, beta_end**0.5, steps, dtype=torch.float64) ** 2
+    return torch.cumprod(1.0 - betas, 0)
+
+
 @dataclass(frozen=True)
 class NoiseLevel:
     """One diffusion time: ``z_t = α z + σ ε`` with ``α = sqrt(ᾱ)``, ``σ = sqrt(1 − ᾱ)``.

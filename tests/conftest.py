@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))  # the harness modules, by bare name
@@ -32,6 +33,15 @@ _register_core_package()
 def pytest_report_header(config: pytest.Config) -> str:
     root = comfyui_env.comfyui_root()
     return f"ComfyUI: {root} (version {comfyui_env.comfyui_version(root)})"
+
+
+@pytest.fixture()
+def single_thread():
+    """Tiny tensors run fastest on one thread (two threads spin against each other on 2 cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

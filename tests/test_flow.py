@@ -18,27 +18,14 @@ import torch
 from dwgf import flow, operators, schedule
 from dwgf.errors import DWGFInputError, DWGFRunError
 from dwgf.particles import initial_particles
-from dwgf.schedule import NoiseLevel, constant_levels
+from dwgf.schedule import NoiseLevel, constant_levels, sd_alphas_cumprod
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors run fastest on one thread (two threads spin against each other on 2 cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 # --------------------------------------------------------------------------------------------
 # Exact models
 # --------------------------------------------------------------------------------------------
-def sd_alphas_cumprod() -> torch.Tensor:
-    """Stable Diffusion's schedule: 1000 scaled-linear betas 0.00085 → 0.012."""
-    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
-    return torch.cumprod(1.0 - betas, 0)
-
-
 class GaussianPriorDenoiser:
     """The exact denoiser of a ``N(0, I)`` latent: ``E[z | z + s ε] = x / (1 + s²)``."""
 
