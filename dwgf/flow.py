@@ -33,7 +33,13 @@ from .divergence import all_finite, describe_level, first_bad_step
 from .errors import DWGFInputError, DWGFRunError, require, require_finite, require_whole
 from .particles import NoiseSource
 from .protocols import Autoencoder, Denoiser
-from .run_inputs import measurement_for_run, operator_for_run, starting_particles
+from .run_inputs import (
+    device_for_run,
+    latent_shape_for_run,
+    measurement_for_run,
+    operator_for_run,
+    starting_particles,
+)
 from .schedule import (
     REFERENCE_FIRST_TIMESTEP,
     REFERENCE_LAST_TIMESTEP,
@@ -260,18 +266,14 @@ def run_dwgf(
     denoiser's ``alphas_cumprod``). ``initial`` overrides the seeded ``N(0, I)`` start.
     """
     n = config.particles
-    shape = tuple(int(s) for s in latent_shape)
-    require(len(shape) >= 1 and all(s > 0 for s in shape),
-            f"latent_shape must be positive sizes of one particle, got {tuple(latent_shape)}")
+    shape = latent_shape_for_run(latent_shape, "particle")
     require((operator is None) == (measurement is None),
             "give both the operator and the measurement for the data term, or neither for a prior-only run")
     require(autoencoder is not None or (operator is None and config.ae_weight == 0),
             "the data term and the encoder–decoder term need the VAE: connect an autoencoder")
     require(operator is not None or config.prior_weight > 0 or config.ae_weight > 0,
             "nothing to optimise: with no measurement, prior_weight or ae_weight must be > 0")
-    if device is None:
-        device = measurement.device if measurement is not None else "cpu"
-    device = torch.device(device)
+    device = device_for_run(device, measurement)
     if levels is None:
         levels = reference_levels(denoiser.alphas_cumprod, config.steps, config.first_timestep, config.last_timestep)
     levels = list(levels)

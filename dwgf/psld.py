@@ -35,7 +35,13 @@ from .divergence import all_finite, describe_level, first_bad_step
 from .errors import DWGFInputError, DWGFRunError, require, require_finite, require_whole
 from .operators import Inpainting
 from .protocols import Autoencoder, Denoiser
-from .run_inputs import measurement_for_run, operator_for_run, starting_particles
+from .run_inputs import (
+    device_for_run,
+    latent_shape_for_run,
+    measurement_for_run,
+    operator_for_run,
+    starting_particles,
+)
 from .schedule import NoiseLevel, evenly_spaced_timesteps, levels_from_timesteps, require_timestep_sweep
 
 PSLD_FIRST_TIMESTEP = 999
@@ -314,16 +320,12 @@ def run_psld(
     ``initial`` overrides the seeded ``z_T ~ N(0, I)``.
     """
     n = config.particles
-    shape = tuple(int(s) for s in latent_shape)
-    require(len(shape) >= 1 and all(s > 0 for s in shape),
-            f"latent_shape must be positive sizes of one sample, got {tuple(latent_shape)}")
+    shape = latent_shape_for_run(latent_shape, "sample")
     require((operator is None) == (measurement is None),
             "give both the operator and the measurement for the correction, or neither for plain DDIM")
     require(autoencoder is not None or operator is None or (config.omega == 0 and config.gamma == 0),
             "PSLD's correction decodes (and encodes) through the VAE: connect an autoencoder")
-    if device is None:
-        device = measurement.device if measurement is not None else "cpu"
-    device = torch.device(device)
+    device = device_for_run(device, measurement)
     levels = list(levels) if levels is not None else psld_levels(denoiser.alphas_cumprod, config)
     require(len(levels) > 0, "the noise schedule is empty: use at least 1 step")
 

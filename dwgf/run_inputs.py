@@ -51,3 +51,18 @@ def starting_particles(initial: torch.Tensor | None, n: int, shape: tuple[int, .
             f"initial particles have shape {tuple(initial.shape)}, expected {(n, *shape)}")
     require(bool(torch.isfinite(initial).all()), "initial particles contain NaN or infinite values")
     return initial.detach().to(device=device, dtype=torch.float32).clone()
+
+
+def latent_shape_for_run(latent_shape: Any, what: str) -> tuple[int, ...]:
+    """One ``what``'s latent shape as ints, checked (``what``: "particle" or "sample")."""
+    shape = tuple(int(s) for s in latent_shape)
+    require(len(shape) >= 1 and all(s > 0 for s in shape),
+            f"latent_shape must be positive sizes of one {what}, got {tuple(latent_shape)}")
+    return shape
+
+
+def device_for_run(device: torch.device | str | None, measurement: torch.Tensor | None) -> torch.device:
+    """The run's device: as given, else the measurement's, else the CPU."""
+    if device is None:
+        device = measurement.device if measurement is not None else "cpu"
+    return torch.device(device)
