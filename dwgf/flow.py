@@ -12,12 +12,20 @@ at one diffusion time. Every term of METHOD.md's update has its own function her
 4. :func:`prior_loss`          — ``w (σ²/α) mean(sg(ŝ − s_θ) ⊙ z)``
 5. :func:`data_loss`           — ``mean((y − A(D(z) + n))²) / 2`` over the measured elements
 6. :func:`reconstruct` and :func:`autoencoder_loss` — ``L_ae = mean(x ⊙ sg(x − D(E(x + n))))``
-7. :func:`run_dwgf`            — the loop: one optimiser step on ``z`` per noise level.
+7. :func:`iteration_gradient`  — the three terms of one iteration and their gradient in ``z.grad``
+8. :func:`run_dwgf`            — the loop: one optimiser step on ``z`` per noise level.
 
 Per iteration the networks run exactly once each: the denoiser (batch ``N``), the decoder forward
 with gradient and its backward, the encoder and the decoder without gradient. Only ``z`` ever
 requires a gradient, no graph outlives its iteration, and every loss is computed in float32
 whatever the model's dtype.
+
+Memory (not in METHOD.md; the result is the same up to float rounding): ``particle_chunk`` runs the
+networks on that many particles at a time and accumulates the gradient, so the decoder's
+activations for only one chunk are alive at once; ``checkpoint_decoder`` keeps none of them and
+recomputes the decoder forward during the backward (one more decoder forward per iteration).
+Several measurements can share one run (``groups``): each group of ``N`` particles has its own
+particle mixture and its own measurement, and receives exactly the gradient it would alone.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from .divergence import all_finite, describe_level, first_bad_step
 from .errors import DWGFInputError, DWGFRunError, require, require_finite, require_whole
@@ -61,7 +70,8 @@ class DWGFConfig:
     ``particle_coupling=False`` replaces the particle-mixture score by each particle's own noise
     (``ε̂ = ε``): independent particles doing score distillation — an ablation, not the method.
     ``check_every`` is how often (in iterations) the run looks for NaN when no callback is
-    attached; looking costs a host–device synchronisation.
+    attached; looking costs a host–device synchronisation. ``particle_chunk`` (0 = all at once)
+    and ``checkpoint_decoder`` trade speed for memory (module docstring).
     """
 
     particles: int = 4
@@ -78,6 +88,8 @@ class DWGFConfig:
     last_timestep: int = REFERENCE_LAST_TIMESTEP
     particle_coupling: bool = True
     check_every: int = 50
+    particle_chunk: int = 0
+    checkpoint_decoder: bool = False
 
     def __post_init__(self) -> None:
         require_whole(self.particles, "particles", 1, "use at least 1 particle (the reference uses 4)")
@@ -95,6 +107,10 @@ class DWGFConfig:
         require(isinstance(self.seed, int), f"seed must be a whole number, got {self.seed!r}")
         require_timestep_sweep(self.steps, self.first_timestep, self.last_timestep, reference_last=2)
         require_whole(self.check_every, "check_every", 1, "check for NaN at least every 1 step")
+        require_whole(self.particle_chunk, "particle_chunk", 0,
+                      "use 0 for all particles at once, or how many particles the networks see at a time")
+        require(isinstance(self.checkpoint_decoder, bool),
+                f"checkpoint_decoder must be True or False, got {self.checkpoint_decoder!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -126,35 +142,44 @@ def model_noise(denoiser: Denoiser, z_t: torch.Tensor, level: NoiseLevel) -> tor
     return (x - denoised) / s
 
 
+def _grouped(t: torch.Tensor, groups: int) -> torch.Tensor:
+    """``(G·N, …)`` particles as ``(G, N, d)``: each group is one measurement's particles."""
+    require(t.shape[0] % groups == 0, f"{t.shape[0]} particles do not split into {groups} equal groups")
+    return t.reshape(groups, t.shape[0] // groups, -1)
+
+
 @torch.no_grad()
-def mixture_weights(z_t: torch.Tensor, z: torch.Tensor, level: NoiseLevel) -> torch.Tensor:
-    """``π_ij = softmax_j(−‖z_t^i − α z^j‖² / (2σ²))``, an ``(N, N)`` matrix whose rows sum to 1.
+def mixture_weights(z_t: torch.Tensor, z: torch.Tensor, level: NoiseLevel, groups: int = 1) -> torch.Tensor:
+    """``π_ij = softmax_j(−‖z_t^i − α z^j‖² / (2σ²))``, an ``(N, N)`` matrix whose rows sum to 1
+    (``(G, N, N)``, one per group, when ``groups`` > 1: particles only see their own group).
 
     Distances are taken directly (no ``‖a‖² + ‖b‖² − 2ab`` cancellation) in float64: at low noise
     the logits reach ~10⁷ and only their differences matter.
     """
-    a = z_t.detach().flatten(1).double()
-    b = (level.alpha * z.detach()).flatten(1).double()
+    a = _grouped(z_t.detach().double(), groups)
+    b = _grouped((level.alpha * z.detach()).double(), groups)
     squared = torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist").square()
-    return torch.softmax(-squared / (2.0 * level.sigma**2), dim=1)
+    weights = torch.softmax(-squared / (2.0 * level.sigma**2), dim=-1)
+    return weights[0] if groups == 1 else weights
 
 
 @torch.no_grad()
-def mixture_noise(z_t: torch.Tensor, z: torch.Tensor, level: NoiseLevel) -> torch.Tensor:
+def mixture_noise(z_t: torch.Tensor, z: torch.Tensor, level: NoiseLevel, groups: int = 1) -> torch.Tensor:
     """Step 3 as a noise: ``ε̂_i = −σ ŝ_i = Σ_j π_ij (z_t^i − α z^j) / σ``.
 
-    Since ``Σ_j π_ij = 1`` this is ``(z_t^i − α Σ_j π_ij z^j) / σ``: one ``N×N`` by ``N×d`` product.
-    With one particle it is exactly the noise that made ``z_t`` (score distillation).
+    Since ``Σ_j π_ij = 1`` this is ``(z_t^i − α Σ_j π_ij z^j) / σ``: one ``N×N`` by ``N×d`` product
+    per group. With one particle it is exactly the noise that made ``z_t`` (score distillation).
     """
-    weights = mixture_weights(z_t, z, level).to(z.dtype)
-    nearby = (weights @ z.detach().flatten(1)).view_as(z)
+    per_group = z.shape[0] // groups
+    weights = mixture_weights(z_t, z, level, groups).to(z.dtype).reshape(groups, per_group, per_group)
+    nearby = torch.bmm(weights, _grouped(z.detach(), groups)).reshape_as(z)
     return (z_t - level.alpha * nearby) / level.sigma
 
 
-def mixture_score(z_t: torch.Tensor, z: torch.Tensor, level: NoiseLevel) -> torch.Tensor:
+def mixture_score(z_t: torch.Tensor, z: torch.Tensor, level: NoiseLevel, groups: int = 1) -> torch.Tensor:
     """Step 3: ``ŝ_i = ∇ log((1/N) Σ_j N(z_t^i; α z^j, σ² I))`` — the score of the particles' own
     noised mixture, which pushes particles apart where the model's score pulls them together."""
-    return -mixture_noise(z_t, z, level) / level.sigma
+    return -mixture_noise(z_t, z, level, groups) / level.sigma
 
 
 def prior_loss(z: torch.Tensor, eps_model: torch.Tensor, eps_mixture: torch.Tensor, level: NoiseLevel,
@@ -216,32 +241,68 @@ class _Problem:
     operator: Measuring | None
     measurement: torch.Tensor | None
     config: DWGFConfig
+    groups: int = 1
 
 
-def dwgf_losses(problem: _Problem, z: torch.Tensor, level: NoiseLevel, noise: NoiseSource) -> torch.Tensor:
-    """The three loss terms ``(L_obs, L_prior, L_ae)`` of one iteration, as one float32 tensor.
+def particle_spans(total: int, chunk: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each chunk of particles the networks see at once (``chunk`` 0 = all)."""
+    size = total if chunk <= 0 else min(chunk, total)
+    return [(start, min(start + size, total)) for start in range(0, total, size)]
 
-    Only ``L_obs`` and ``L_ae`` carry a graph (through one decoder forward); the denoiser runs
-    before that graph exists, so the two never hold memory at the same time.
+
+def decode_with_graph(autoencoder: Autoencoder, z: torch.Tensor, checkpointed: bool) -> torch.Tensor:
+    """``D(z)`` in float32 with a graph back to ``z``; ``checkpointed`` keeps no activations and
+    recomputes them in the backward (memory for one more decoder forward)."""
+    if checkpointed:
+        return checkpoint(autoencoder.decode, z, use_reentrant=False).to(torch.float32)
+    return autoencoder.decode(z).to(torch.float32)
+
+
+def iteration_gradient(problem: _Problem, z: torch.Tensor, level: NoiseLevel, noise: NoiseSource) -> torch.Tensor:
+    """One iteration's gradient, accumulated into ``z.grad``; returns ``(L_obs, L_prior, L_ae)`` (float32).
+
+    The networks see ``config.particle_chunk`` particles at a time; each chunk's decoder graph is
+    freed by its own backward before the next chunk decodes. Each term is a mean over all
+    particles, so a chunk contributes its own mean times its share of the particles. The denoiser
+    runs before any graph exists, so the two never hold memory at the same time. The loss is
+    scaled by ``groups`` so every group gets the gradient it would get in a run of its own.
     """
     config = problem.config
+    total = z.shape[0]
+    spans = particle_spans(total, config.particle_chunk)
     zero = z.new_zeros(())
     z_t, eps = noise_particles(z, level, noise)
     if config.prior_weight > 0:
-        eps_model = model_noise(problem.denoiser, z_t, level)
-        eps_mixture = mixture_noise(z_t, z, level) if config.particle_coupling else eps
+        eps_model = torch.cat([model_noise(problem.denoiser, z_t[a:b], level) for a, b in spans])
+        eps_mixture = mixture_noise(z_t, z, level, problem.groups) if config.particle_coupling else eps
         l_prior = prior_loss(z, eps_model, eps_mixture, level, config.prior_weight)
     else:
         l_prior = zero
     l_obs = l_ae = zero
+    pending = l_prior  # folded into the first chunk's backward
     if problem.operator is not None or config.ae_weight > 0:
-        x = problem.autoencoder.decode(z).to(torch.float32)
-        x_noisy = x + noise.normal(x.shape, config.decoder_noise) if config.decoder_noise > 0 else x
-        if problem.operator is not None:
-            l_obs = data_loss(problem.operator, problem.measurement, x_noisy)
-        if config.ae_weight > 0:
-            l_ae = autoencoder_loss(x, reconstruct(problem.autoencoder, x_noisy))
-    return torch.stack((l_obs, l_prior, l_ae))
+        decoder_noise = None
+        for a, b in spans:
+            share = (b - a) / total
+            x = decode_with_graph(problem.autoencoder, z[a:b], config.checkpoint_decoder)
+            x_noisy = x
+            if config.decoder_noise > 0:
+                if decoder_noise is None:  # one draw for all chunks: chunking does not change the noise
+                    decoder_noise = noise.normal((total, *x.shape[1:]), config.decoder_noise)
+                x_noisy = x + decoder_noise[a:b]
+            chunk_obs = chunk_ae = zero
+            if problem.operator is not None:
+                y = problem.measurement if problem.measurement.shape[0] == 1 else problem.measurement[a:b]
+                chunk_obs = share * data_loss(problem.operator, y, x_noisy)
+            if config.ae_weight > 0:
+                chunk_ae = share * autoencoder_loss(x, reconstruct(problem.autoencoder, x_noisy))
+            torch.autograd.backward(problem.groups * (pending + chunk_obs + config.ae_weight * chunk_ae),
+                                    inputs=[z])
+            pending = zero
+            l_obs, l_ae = l_obs + chunk_obs.detach(), l_ae + chunk_ae.detach()
+    elif l_prior.requires_grad:
+        torch.autograd.backward(problem.groups * l_prior, inputs=[z])
+    return torch.stack((l_obs, l_prior.detach(), l_ae)).float()
 
 
 def run_dwgf(
@@ -256,16 +317,20 @@ def run_dwgf(
     callback: StepCallback | None = None,
     device: torch.device | str | None = None,
     initial: torch.Tensor | None = None,
+    groups: int = 1,
 ) -> torch.Tensor:
-    """Run DWGF and return the final particles ``z``, ``(N, *latent_shape)`` float32, detached.
+    """Run DWGF and return the final particles ``z``, ``(G·N, *latent_shape)`` float32, detached.
 
     ``latent_shape`` is one particle's shape (e.g. ``(4, 64, 64)``; see :func:`latent_shape_for`).
-    ``operator`` and ``measurement`` (batch 1 or ``N``) give the data term; leave both out to flow
-    towards the prior alone. ``levels`` overrides the noise schedule (default: ``config.steps``
-    timesteps spread evenly from ``config.first_timestep`` down to ``config.last_timestep`` of the
-    denoiser's ``alphas_cumprod``). ``initial`` overrides the seeded ``N(0, I)`` start.
+    ``operator`` and ``measurement`` give the data term; leave both out to flow towards the prior
+    alone. ``groups`` > 1 restores ``G`` measurements at once (batch ``G``, or ``G·N``), with
+    ``N = config.particles`` consecutive particles each; the operator is shared. ``levels``
+    overrides the noise schedule (default: ``config.steps`` timesteps spread evenly from
+    ``config.first_timestep`` down to ``config.last_timestep`` of the denoiser's ``alphas_cumprod``).
+    ``initial`` overrides the seeded ``N(0, I)`` start.
     """
-    n = config.particles
+    require_whole(groups, "groups", 1, "use 1 group per measurement image")
+    n = config.particles * groups
     shape = latent_shape_for_run(latent_shape, "particle")
     require((operator is None) == (measurement is None),
             "give both the operator and the measurement for the data term, or neither for a prior-only run")
@@ -278,26 +343,25 @@ def run_dwgf(
         levels = reference_levels(denoiser.alphas_cumprod, config.steps, config.first_timestep, config.last_timestep)
     levels = list(levels)
     require(len(levels) > 0, "the noise schedule is empty: use at least 1 step")
+    if measurement is not None and groups > 1 and measurement.shape[0] == groups:
+        measurement = measurement.repeat_interleave(config.particles, dim=0)
 
     with torch.inference_mode(False), torch.enable_grad():  # ComfyUI runs nodes in inference mode
         measured = measurement_for_run(measurement, n, device)
-        problem = _Problem(denoiser, autoencoder, operator_for_run(operator, device), measured, config)
+        problem = _Problem(denoiser, autoencoder, operator_for_run(operator, device), measured, config, groups)
         z = starting_particles(initial, n, shape, config.seed, device).requires_grad_(True)
         optimizer = _make_optimizer(config, z)
         noise = NoiseSource(config.seed, device)
         history = torch.zeros((len(levels), len(LOSS_NAMES)), dtype=torch.float32, device=device)
-        weights = torch.tensor([1.0, 1.0, config.ae_weight], dtype=torch.float32, device=device)
         total_steps = len(levels)
         for k, level in enumerate(levels):
-            terms = dwgf_losses(problem, z, level, noise)
-            loss = (terms * weights).sum()
-            (grad,) = torch.autograd.grad(loss, z)
-            z.grad = grad
+            z.grad = None
+            terms = iteration_gradient(problem, z, level, noise)
             optimizer.step()
             z.grad = None
-            history[k] = terms.detach()
+            history[k] = terms
             if callback is not None:
-                values = terms.detach().tolist()  # the one synchronisation a callback costs
+                values = terms.tolist()  # the one synchronisation a callback costs
                 if not all(math.isfinite(v) for v in values):
                     _raise_diverged(history, z, k, levels, config)
                 info: dict[str, Any] = {"timestep": level.timestep, "alpha_bar": level.alpha_bar,

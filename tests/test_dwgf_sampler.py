@@ -68,6 +68,18 @@ def test_particles_come_out_as_a_latent_batch_and_repeat_with_the_seed(comfy_nod
     assert torch.cdist(particles, particles).max() > 0.1
 
 
+def test_memory_modes_give_the_same_particles_with_the_real_vae(comfy_nodes, demo, photos) -> None:
+    """Chunking particles and checkpointing ComfyUI's decoder change memory, not the result."""
+    degradation, measurement, _ = degrade(comfy_nodes, photos[:1], "super-resolution avg-pool")
+    modes = list(comfy_nodes.NODE_CLASS_MAPPINGS["DWGF_Sampler"].INPUT_TYPES()["optional"]["memory"][0])
+    assert len(modes) == 3
+    runs = [dwgf(comfy_nodes, demo, degradation, measurement, memory=mode)["samples"] for mode in modes]
+    for other in runs[1:]:
+        assert torch.allclose(other, runs[0], rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="memory must be one of"):
+        dwgf(comfy_nodes, demo, degradation, measurement, memory="a lot")
+
+
 def test_particle_decode_outputs_and_exact_paste_back(comfy_nodes, demo, photos) -> None:
     degradation, measurement, _ = degrade(comfy_nodes, photos, "inpaint box (centre)")
     latent = dwgf(comfy_nodes, demo, degradation, measurement)

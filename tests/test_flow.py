@@ -350,6 +350,80 @@ def test_same_seed_gives_identical_particles() -> None:
     assert torch.equal(initial_particles(4, (2, 3), 11), initial_particles(4, (2, 3), 11))
 
 
+class ReplayedNoise:
+    """Hands out preset draws in order (``ε`` then the decoder noise), scaled as asked."""
+
+    def __init__(self, *draws: torch.Tensor) -> None:
+        self.draws = list(draws)
+
+    def normal(self, shape: tuple[int, ...], scale: float = 1.0) -> torch.Tensor:
+        draw = self.draws.pop(0)
+        assert tuple(draw.shape) == tuple(shape)
+        return draw * scale
+
+
+def test_groups_get_exactly_the_gradient_of_their_own_run() -> None:
+    """Three measurements in one run: each group of particles couples only with itself, sees its
+    own measurement, and receives the gradient it gets alone (the loss scaling is right)."""
+    problem = LinearProblem()
+    groups, n = 3, 4
+    g = torch.Generator().manual_seed(5)
+    z_all = torch.randn(groups * n, *problem.latent_shape, generator=g)
+    eps = torch.randn_like(z_all)
+    decoder_noise = torch.randn(groups * n, *problem.image_shape, generator=g)
+    measurements = problem.y + torch.randn(groups, *problem.y.shape[1:], generator=g)
+    config = flow.DWGFConfig(particles=n, steps=1, prior_weight=2.0, ae_weight=0.5, decoder_noise=0.05)
+    level = constant_levels(0.4, 1)[0]
+
+    def gradient(z: torch.Tensor, y: torch.Tensor, count: int, noise: ReplayedNoise) -> torch.Tensor:
+        z = z.clone().requires_grad_(True)
+        run = flow._Problem(GaussianPriorDenoiser(), problem.autoencoder, problem.operator, y, config, count)
+        flow.iteration_gradient(run, z, level, noise)
+        return z.grad
+
+    together = gradient(z_all, measurements.repeat_interleave(n, 0), groups,
+                           ReplayedNoise(eps, decoder_noise))
+    for k in range(groups):
+        part = slice(k * n, (k + 1) * n)
+        alone = gradient(z_all[part], measurements[k:k + 1], 1, ReplayedNoise(eps[part], decoder_noise[part]))
+        assert torch.allclose(together[part], alone, rtol=1e-5, atol=1e-7), k
+    # the coupling matters: mixing all 12 particles as one group gives a different gradient
+    mixed = gradient(z_all, measurements.repeat_interleave(n, 0), 1, ReplayedNoise(eps, decoder_noise))
+    assert not torch.allclose(mixed, together * (1 / groups), rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk, checkpointed", [(1, False), (3, False), (2, True)])
+def test_chunking_and_checkpointing_change_memory_not_the_result(chunk: int, checkpointed: bool) -> None:
+    problem = LinearProblem()
+
+    def run(**memory: object) -> tuple[torch.Tensor, LinearAutoencoder]:
+        ae = LinearAutoencoder(problem.W, problem.latent_shape, problem.image_shape)
+        config = flow.DWGFConfig(particles=4, steps=15, seed=3, **memory)
+        z = flow.run_dwgf(GaussianPriorDenoiser(), ae, config, problem.latent_shape, problem.operator, problem.y)
+        return z, ae
+
+    reference, ae_reference = run()
+    chunked, ae_chunked = run(particle_chunk=chunk, checkpoint_decoder=checkpointed)
+    assert torch.allclose(chunked, reference, rtol=1e-4, atol=1e-5)
+    chunks = -(-4 // chunk)
+    recomputed = 2 if checkpointed else 1  # the checkpoint re-runs the decoder forward in the backward
+    assert ae_reference.decodes_with_grad == 15
+    assert ae_chunked.decodes_with_grad == 15 * chunks * recomputed
+    assert ae_chunked.encodes == 15 * chunks
+
+
+def test_groups_run_end_to_end_with_one_measurement_each() -> None:
+    problem = LinearProblem()
+    measurements = torch.cat([problem.y, 2 * problem.y])
+    config = flow.DWGFConfig(particles=2, steps=10)
+    z = flow.run_dwgf(GaussianPriorDenoiser(), problem.autoencoder, config, problem.latent_shape,
+                      problem.operator, measurements, groups=2)
+    assert z.shape == (4, *problem.latent_shape) and torch.isfinite(z).all()
+    with pytest.raises(DWGFInputError, match="batch of 1 or of 4"):
+        flow.run_dwgf(GaussianPriorDenoiser(), problem.autoencoder, config, problem.latent_shape,
+                      problem.operator, torch.cat([measurements, problem.y]), groups=2)
+
+
 def test_reference_schedule_and_callback() -> None:
     """The default sweep runs t = 999 → 2; the callback sees every step with float losses."""
     problem = LinearProblem()
