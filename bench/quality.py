@@ -1,0 +1,608 @@
+"""Quality benchmark (issue 5): DWGF against PSLD and what a ComfyUI user does today.
+
+On the embedded demo model's held-out photo crops (32×32, never seen in training), every task of
+``TASKS`` is degraded once (measurement noise seeded, identical for every method), then restored
+by every method of ``METHODS`` with each seed of ``SEEDS``:
+
+* ``A†y`` — the operator's pseudo-inverse alone (no VAE, no prior);
+* ``measurement-only`` — ``D(E(A†y))``: the pseudo-inverse moved to the VAE's nearest image;
+* ``KSampler + SetLatentNoiseMask`` (inpainting tasks) — stock VAEEncode of the image with its hole,
+  SetLatentNoiseMask with the hole, KSampler (euler, 20 steps, denoise 1.0), VAEDecode;
+* ``img2img`` (other tasks) — the measurement upscaled to full size with stock ImageScale (bicubic)
+  where it is smaller, VAEEncode, KSampler (euler, 20 steps, denoise 0.5), VAEDecode;
+* ``PSLD`` — METHOD.md's PSLD with the paper's ω, γ per operator, 1 sample, ``PSLD_STEPS`` DDIM steps
+  (the reference is 1000; 100 costs about what DWGF's 50 iterations of 4 particles cost, so the two
+  are compared at equal wall time; ``tests/test_psld_sampler.py`` measured 200 beating the
+  measurement-only baseline and 50 not);
+* ``DWGF`` — METHOD.md's reference weights (w 0.15, c_ae 0.1, Adam lr 1, σ_dec 0.01, N = 4) with
+  ``DWGF_STEPS`` iterations (the fast preset; the reference makes 998);
+
+all through the real ComfyUI (the 2024 copy unless ``DWGF_COMFYUI_ROOT`` says otherwise): model,
+VAE and conditioning come from the DWGF Demo Model node ("unconditional", cfg 1), the measurements
+from the Degradation Operator node, the samplers run as ComfyUI KSAMPLERs exactly as the nodes run
+them, the baselines are ComfyUI's stock nodes. Images of one task run as one batch (``groups`` in
+:func:`dwgf.flow.run_dwgf`: each image keeps its own 4 particles and mixture).
+
+Metrics per image, then averaged: PSNR and SSIM of the particle mean and of each particle (mean
+over particles), the measurement residual ``‖A(x̂) − y‖/√m`` (RMS per measured value, [−1, 1]
+scale, to compare with σ_y), the known-pixel error for inpainting (RMS over measured pixels, 8-bit
+levels), wall time and UNet/VAE evaluations per image (counted by wrapping the model and the VAE).
+Paired differences (DWGF − method) are taken per image (averaged over seeds) and reported as mean
+± standard deviation over images, with how many images DWGF wins.
+
+``--study`` runs DWGF with 25 … 998 iterations on ``STUDY_INDICES`` for box inpainting and ×8 SR
+(issue 7's fast preset: within 0.5 dB of the full-length run at ≤ 1/5 of its network calls).
+
+Results are cached per (task, method, seed) in ``bench/results/quality.json`` (a rerun skips
+finished jobs); ``bench/results/quality.md`` holds the tables, ``workflows/images/quality_grid.png``
+the grid. Run: ``.venv/bin/python bench/quality.py [--study] [--workers 2] [--images 50]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+
+import comfyui_env  # noqa: E402
+
+RESULTS = REPO / "bench" / "results"
+CACHE = RESULTS / "quality.json"
+REPORT = RESULTS / "quality.md"
+SAMPLES = RESULTS / "quality_samples"
+GRID = REPO / "workflows" / "images" / "quality_grid.png"
+
+CLEAN = "clean (simulate the measurement)"
+# 50 held-out crops, none used to choose settings (the sweep used 0, 1, 32, 33, 64, 65): 16–17
+# crops (4 scales) of each of the three held-out photographs.
+IMAGE_INDICES = [*range(2, 18), *range(34, 51), *range(66, 83)]
+STUDY_INDICES = [2, 9, 16, 36, 44, 68, 75, 82]
+GRID_POSITION = 14  # crop 16 of IMAGE_INDICES, shown in the grid
+SEEDS = (0, 1)
+SIZE = 32
+
+TASKS: dict[str, dict[str, Any]] = {
+    "box inpainting": {"operator": "inpaint box (centre)", "box_fraction": 0.5, "sigma_y": 0.001},
+    "random inpainting (30 % kept)": {"operator": "inpaint random pixels", "keep_probability": 0.3,
+                                      "sigma_y": 0.001},
+    "free-form inpainting": {"operator": "inpaint mask", "sigma_y": 0.001},
+    "SR ×4 avg-pool": {"operator": "super-resolution avg-pool", "scale_factor": 4, "sigma_y": 0.001},
+    "SR ×4 bicubic": {"operator": "super-resolution bicubic", "scale_factor": 4, "sigma_y": 0.001},
+    "SR ×8 avg-pool": {"operator": "super-resolution avg-pool", "scale_factor": 8, "sigma_y": 0.001},
+    "Gaussian deblur, σ_y 0.05": {"operator": "gaussian blur", "kernel_size": 9, "blur_sigma": 1.5,
+                                  "sigma_y": 0.05},
+    "motion deblur, σ_y 0.05": {"operator": "motion blur", "kernel_size": 9, "motion_intensity": 0.5,
+                                "sigma_y": 0.05},
+    "denoising, σ_y 0.2": {"operator": "denoise", "sigma_y": 0.2},
+}
+STUDY_TASKS = ("box inpainting", "SR ×8 avg-pool")
+
+DWGF_STEPS = 50
+DWGF_SETTINGS = {"particles": 4, "lr": 1.0, "prior_weight": 0.15, "ae_weight": 0.1, "decoder_noise": 0.01}
+STUDY_STEPS = (25, 50, 100, 250, 998)
+PSLD_STEPS = 100  # about DWGF's 50 iterations in wall time (one sample, no particles)
+STOCK_STEPS = 20
+IMG2IMG_DENOISE = 0.5
+
+METHODS = ("A†y", "measurement-only", "KSampler / img2img", "PSLD", "DWGF")
+
+
+# ---------------------------------------------------------------------------------------------
+# Free-form mask
+# ---------------------------------------------------------------------------------------------
+def free_form_mask(size: int = SIZE, strokes: int = 4, width: float = 2.0, seed: int = 7) -> torch.Tensor:
+    """A seeded brush-stroke MASK ``(1, size, size)``, 1 = fill: ``strokes`` thick line segments,
+    the kind of scribble a user paints over a scratch or an object."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    mask = np.zeros((size, size), dtype=bool)
+    for _ in range(strokes):
+        (y0, x0), (y1, x1) = rng.uniform(2, size - 2, (2, 2))
+        dy, dx = y1 - y0, x1 - x0
+        t = np.clip(((yy - y0) * dy + (xx - x0) * dx) / max(dy * dy + dx * dx, 1e-9), 0, 1)
+        mask |= np.hypot(yy - (y0 + t * dy), xx - (x0 + t * dx)) <= width
+    return torch.from_numpy(mask.astype(np.float32))[None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Counting network evaluations
+# ---------------------------------------------------------------------------------------------
+class CallCounter:
+    """Evaluations (batch rows) of the UNet and the VAE's decoder and encoder."""
+
+    def __init__(self) -> None:
+        self.counts = {"unet": 0, "unet_grad": 0, "decoder": 0, "decoder_grad": 0, "encoder": 0, "encoder_grad": 0}
+
+    def add(self, name: str, rows: int, with_grad: bool) -> None:
+        self.counts[name + ("_grad" if with_grad else "")] += int(rows)
+
+    def unet_wrapper(self, apply_model: Callable, args: dict) -> torch.Tensor:
+        """A ComfyUI unet function wrapper: counts, then runs the model unchanged."""
+        x = args["input"]
+        self.add("unet", x.shape[0], torch.is_grad_enabled() and x.requires_grad)
+        return apply_model(x, args["timestep"], **args["c"])
+
+
+class CountingVAE:
+    """The core's ``Autoencoder`` over :class:`nodes.comfy_adapter.ComfyVAE`, counting calls."""
+
+    def __init__(self, inner: Any, counter: CallCounter) -> None:
+        self.inner, self.counter = inner, counter
+        self.latent_channels, self.downscale, self.dtype = inner.latent_channels, inner.downscale, inner.dtype
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        self.counter.add("decoder", z.shape[0], torch.is_grad_enabled() and z.requires_grad)
+        return self.inner.decode(z)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        self.counter.add("encoder", x.shape[0], False)
+        return self.inner.encode(x)
+
+    def encode_differentiable(self, x: torch.Tensor) -> torch.Tensor:
+        self.counter.add("encoder", x.shape[0], torch.is_grad_enabled())
+        return self.inner.encode_differentiable(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# One task's problem and the methods
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Problem:
+    """One task on a batch of clean images: the degradation node's outputs and ``y``."""
+
+    task: str
+    clean: torch.Tensor  # IMAGE (B, H, W, 3) in [0, 1]
+    degradation: Any
+    measurement: torch.Tensor  # IMAGE
+    pseudo_inverse: torch.Tensor  # IMAGE
+    y: torch.Tensor  # the core's measurement, (B, …) signed
+
+    @property
+    def count(self) -> int:
+        return self.clean.shape[0]
+
+
+@dataclass
+class Restored:
+    """A method's output: ``per_image`` images per clean image (IMAGE layout), time and calls."""
+
+    images: torch.Tensor
+    per_image: int
+    seconds: float
+    calls: dict[str, int]
+
+
+class Workbench:
+    """The demo model, the held-out photos and every method, through ComfyUI in this process."""
+
+    def __init__(self) -> None:
+        self.nodes = comfyui_env.import_comfyui()
+        self.mappings = self.nodes.NODE_CLASS_MAPPINGS
+        self.flow = comfyui_env.pack_submodule("dwgf.flow")
+        self.psld_core = comfyui_env.pack_submodule("dwgf.psld")
+        self.schedule = comfyui_env.pack_submodule("dwgf.schedule")
+        self.imaging = comfyui_env.pack_submodule("dwgf.imaging")
+        self.metrics = comfyui_env.pack_submodule("dwgf.metrics")
+        self.adapter = comfyui_env.pack_submodule("nodes.comfy_adapter")
+        model, vae, positive, negative, _ = self.call("DWGF_DemoModel", prompt="unconditional", batch_size=1)
+        self.model, self.vae, self.positive, self.negative = model, vae, positive, negative
+        self.photos, _ = self.call("DWGF_DemoHeldOutImages", which="photos", start=0, count=10000)
+
+    def call(self, node_id: str, **inputs: Any) -> tuple:
+        """A fresh node instance called inside ``torch.inference_mode()``, as ComfyUI's executor does."""
+        node_class = self.mappings[node_id]
+        with torch.inference_mode():
+            return getattr(node_class(), node_class.FUNCTION)(**inputs)
+
+    def problem(self, task: str, indices: list[int]) -> Problem:
+        node_class = self.mappings["DWGF_DegradationOperator"]
+        inputs = {name: spec[1]["default"] for name, spec in node_class.INPUT_TYPES()["required"].items()
+                  if len(spec) > 1 and "default" in spec[1]}
+        settings = dict(TASKS[task])
+        clean = self.photos[indices].contiguous()
+        inputs.update(settings, image=clean, image_is=CLEAN, seed=0)
+        if settings["operator"] == "inpaint mask":
+            inputs["mask"] = free_form_mask()
+        degradation, measurement, pseudo_inverse = self.call("DWGF_DegradationOperator", **inputs)
+        y = degradation.measurement_from_image(self.imaging.comfy_image_to_signed(measurement, "measurement"))
+        return Problem(task, clean, degradation, measurement, pseudo_inverse, y)
+
+    def counted_model(self, counter: CallCounter) -> Any:
+        model = self.model.clone()
+        model.set_model_unet_function_wrapper(counter.unet_wrapper)
+        return model
+
+    # --- the samplers, run as the nodes run them -------------------------------------------
+    def _core_run(self, problem: Problem, seed: int, per_image: int, levels: list,
+                  solve: Callable, differentiable: bool) -> Restored:
+        counter = CallCounter()
+        model = self.counted_model(counter)
+        sigmas = torch.tensor([level.k_sigma for level in levels], dtype=torch.float64)
+        shape = (self.adapter.model_latent_channels(model), SIZE // 4, SIZE // 4)
+
+        def run(denoiser: Any, device: torch.device, on_step: Callable) -> torch.Tensor:
+            autoencoder = CountingVAE(self.adapter.prepare_vae(self.vae, model), counter)
+            return solve(denoiser, autoencoder, shape, device)
+
+        started = time.perf_counter()
+        latents = self.adapter.sample_with_comfyui(model, self.positive, self.negative, 1.0, sigmas,
+                                                   (problem.count * per_image, *shape), seed, run,
+                                                   differentiable_model=differentiable)
+        images = self.adapter.decode_latents(self.vae, latents)
+        seconds = time.perf_counter() - started
+        counter.add("decoder", latents.shape[0], False)  # the final decode (Particle Decode)
+        return Restored(images, per_image, seconds, counter.counts)
+
+    def dwgf(self, problem: Problem, seed: int, steps: int) -> Restored:
+        config = self.flow.DWGFConfig(steps=steps, seed=seed, **DWGF_SETTINGS)
+        levels = self.schedule.reference_levels(self.adapter.model_alphas_cumprod(self.model), steps,
+                                                config.first_timestep, config.last_timestep)
+
+        def solve(denoiser: Any, autoencoder: Any, shape: tuple, device: torch.device) -> torch.Tensor:
+            return self.flow.run_dwgf(denoiser, autoencoder, config, shape, problem.degradation.operator,
+                                      problem.y.to(device), levels=levels, device=device, groups=problem.count)
+
+        return self._core_run(problem, seed, config.particles, levels, solve, differentiable=False)
+
+    def psld(self, problem: Problem, seed: int, steps: int = PSLD_STEPS) -> Restored:
+        omega, gamma = self.psld_core.reference_weights(problem.degradation.operator)
+        config = self.psld_core.PSLDConfig(particles=problem.count, steps=steps, seed=seed, omega=omega, gamma=gamma)
+        levels = self.psld_core.psld_levels(self.adapter.model_alphas_cumprod(self.model), config)
+
+        def solve(denoiser: Any, autoencoder: Any, shape: tuple, device: torch.device) -> torch.Tensor:
+            return self.psld_core.run_psld(denoiser, autoencoder, config, shape, problem.degradation.operator,
+                                      problem.y.to(device), levels=levels, device=device)
+
+        return self._core_run(problem, seed, 1, levels, solve, differentiable=True)
+
+    # --- what a ComfyUI user does today ----------------------------------------------------------
+    def _stock_ksampler(self, pixels: torch.Tensor, seed: int, denoise: float,
+                        fill_mask: torch.Tensor | None) -> Restored:
+        counter = CallCounter()
+        model = self.counted_model(counter)
+        started = time.perf_counter()
+        torch.manual_seed(seed)  # VAEEncode samples the posterior with the global RNG
+        (latent,) = self.call("VAEEncode", vae=self.vae, pixels=pixels)
+        if fill_mask is not None:
+            (latent,) = self.call("SetLatentNoiseMask", samples=latent, mask=fill_mask)
+        (latent,) = self.call("KSampler", model=model, seed=seed, steps=STOCK_STEPS, cfg=1.0, sampler_name="euler",
+                              scheduler="normal", positive=self.positive, negative=self.negative,
+                              latent_image=latent, denoise=denoise)
+        (images,) = self.call("VAEDecode", vae=self.vae, samples=latent)
+        counter.add("encoder", pixels.shape[0], False)
+        counter.add("decoder", pixels.shape[0], False)
+        return Restored(images, 1, time.perf_counter() - started, counter.counts)
+
+    def stock(self, problem: Problem, seed: int) -> Restored:
+        """KSampler + SetLatentNoiseMask for inpainting, img2img from the (upscaled) measurement otherwise."""
+        operator = problem.degradation.operator
+        if hasattr(operator, "known_mask"):
+            fill = 1.0 - operator.known_mask()[0, 0].expand(problem.count, -1, -1)
+            return self._stock_ksampler(problem.pseudo_inverse, seed, 1.0, fill.contiguous())
+        pixels = problem.measurement
+        if pixels.shape[1] != SIZE:
+            (pixels,) = self.call("ImageScale", image=pixels, upscale_method="bicubic", width=SIZE, height=SIZE,
+                                  crop="disabled")
+        return self._stock_ksampler(pixels, seed, IMG2IMG_DENOISE, None)
+
+    def measurement_only(self, problem: Problem, seed: int) -> Restored:
+        started = time.perf_counter()
+        torch.manual_seed(seed)
+        (latent,) = self.call("VAEEncode", vae=self.vae, pixels=problem.pseudo_inverse)
+        (images,) = self.call("VAEDecode", vae=self.vae, samples=latent)
+        calls = {**CallCounter().counts, "encoder": problem.count, "decoder": problem.count}
+        return Restored(images, 1, time.perf_counter() - started, calls)
+
+    def pseudo_inverse(self, problem: Problem, seed: int) -> Restored:
+        return Restored(problem.pseudo_inverse, 1, 0.0, CallCounter().counts)
+
+    # --- metrics -----------------------------------------------------------------------------------
+    def evaluate(self, problem: Problem, restored: Restored) -> dict[str, Any]:
+        """Per-image metrics of the particle mean and of the particles (see the module docstring)."""
+        k, n = restored.per_image, problem.count
+        particles = restored.images[..., :3].permute(0, 3, 1, 2).float().clamp(0, 1)
+        clean = problem.clean[..., :3].permute(0, 3, 1, 2).float()
+        mean = particles.view(n, k, *particles.shape[1:]).mean(1)
+        per_particle_clean = clean.repeat_interleave(k, dim=0)
+        operator = problem.degradation.operator
+        with torch.inference_mode(False):
+            predicted = operator.forward(mean * 2 - 1)
+        residual = (predicted - problem.y).flatten(1)
+        result = {
+            "psnr_mean": self.metrics.psnr(mean, clean).tolist(),
+            "ssim_mean": self.metrics.ssim(mean, clean).tolist(),
+            "psnr_particles": self.metrics.psnr(particles, per_particle_clean).view(n, k).mean(1).tolist(),
+            "ssim_particles": self.metrics.ssim(particles, per_particle_clean).view(n, k).mean(1).tolist(),
+            "residual_rms": (residual.norm(dim=1) / math.sqrt(residual.shape[1])).tolist(),
+            "seconds_per_image": restored.seconds / n,
+            "calls_per_image": {name: value / n for name, value in restored.calls.items()},
+        }
+        if hasattr(operator, "known_mask"):
+            known = operator.known_mask()[0, 0].bool()
+            error = (mean - clean)[:, :, known] * 255
+            result["known_pixel_rms"] = error.square().flatten(1).mean(1).sqrt().tolist()
+        return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Jobs
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    task: str
+    method: str
+    seed: int
+    steps: int = 0
+    study: bool = False
+
+    @property
+    def key(self) -> str:
+        name = f"{self.method} {self.steps} it." if self.steps else self.method
+        return f"{'study|' if self.study else ''}{self.task}|{name}|seed {self.seed}"
+
+    @property
+    def cost(self) -> float:
+        """Rough relative cost, to start the long jobs first."""
+        if self.method == "DWGF":
+            return 4.0 * self.steps
+        return PSLD_STEPS if self.method == "PSLD" else 1.0
+
+
+_BENCH: Workbench | None = None
+
+
+def _start_worker(threads: int) -> None:
+    global _BENCH
+    torch.set_num_threads(threads)
+    _BENCH = Workbench()
+
+
+def _run_job(job: Job, indices: list[int]) -> dict[str, Any]:
+    bench = _BENCH
+    problem = bench.problem(job.task, indices)
+    runners = {"A†y": bench.pseudo_inverse, "measurement-only": bench.measurement_only,
+               "KSampler / img2img": bench.stock, "PSLD": bench.psld}
+    if job.method == "DWGF":
+        restored = bench.dwgf(problem, job.seed, job.steps)
+    else:
+        restored = runners[job.method](problem, job.seed)
+    result = bench.evaluate(problem, restored)
+    if job.seed == 0 and not job.study:
+        _save_sample(job, restored, indices)
+    return {"task": job.task, "method": job.method, "seed": job.seed, "steps": job.steps, "indices": indices,
+            **result}
+
+
+def _save_sample(job: Job, restored: Restored, indices: list[int]) -> None:
+    """The grid image's restoration (first particle and particle mean) as PNGs."""
+    position = min(GRID_POSITION, len(indices) - 1)
+    k = restored.per_image
+    group = restored.images[position * k:(position + 1) * k, ..., :3].float().clamp(0, 1)
+    SAMPLES.mkdir(parents=True, exist_ok=True)
+    stem = _safe_name(f"{job.task}__{job.method}")
+    for name, picture in (("mean", group.mean(0)), ("particle", group[0])):
+        Image.fromarray((picture.numpy() * 255).round().astype(np.uint8)).save(SAMPLES / f"{stem}__{name}.png")
+
+
+def _safe_name(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text)
+
+
+def jobs(study: bool) -> list[Job]:
+    if study:
+        return [Job(task, "DWGF", 0, steps, study=True) for task in STUDY_TASKS for steps in STUDY_STEPS]
+    methods = [(m, DWGF_STEPS if m == "DWGF" else 0) for m in METHODS]
+    return [Job(task, m, seed, steps) for task in TASKS for m, steps in methods for seed in SEEDS]
+
+
+def run_jobs(todo: list[Job], indices: list[int], study_indices: list[int], workers: int, threads: int,
+             cache: dict[str, Any]) -> None:
+    # seed 0 of everything first (then the study, then seed 1), longest first within each
+    todo = sorted((j for j in todo if j.key not in cache), key=lambda j: (j.seed + (0.5 if j.study else 0), -j.cost))
+    if not todo:
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(threads,)) as pool:
+        futures = {pool.submit(_run_job, job, study_indices if job.study else indices): job for job in todo}
+        for future in as_completed(futures):
+            job = futures[future]
+            cache[job.key] = future.result()
+            save_cache(cache)
+            print(f"{job.key}: PSNR {statistics.fmean(cache[job.key]['psnr_mean']):.2f} dB "
+                  f"({cache[job.key]['seconds_per_image']:.2f} s/image)", flush=True)
+
+
+def load_cache() -> dict[str, Any]:
+    return json.loads(CACHE.read_text())["runs"] if CACHE.is_file() else {}
+
+
+def save_cache(cache: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    CACHE.write_text(json.dumps({"runs": cache}, indent=1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+def per_image(cache: dict[str, Any], task: str, method: str, metric: str, steps: int = 0,
+              study: bool = False) -> list[float] | None:
+    """``metric`` per image, averaged over the seeds that ran (None if none did)."""
+    runs = [cache[Job(task, method, seed, steps, study).key] for seed in SEEDS
+            if Job(task, method, seed, steps, study).key in cache]
+    if not runs or metric not in runs[0]:
+        return None
+    return [statistics.fmean(values) for values in zip(*(run[metric] for run in runs), strict=True)]
+
+
+def run_field(cache: dict[str, Any], task: str, method: str, field: str, steps: int = 0) -> Any:
+    key = Job(task, method, SEEDS[0], steps).key
+    return cache[key][field] if key in cache else None
+
+
+def _fmt(values: list[float] | None, digits: int = 2) -> str:
+    return "–" if values is None else f"{statistics.fmean(values):.{digits}f}"
+
+
+def _steps_of(method: str) -> int:
+    return DWGF_STEPS if method == "DWGF" else 0
+
+
+def _paired(a: list[float] | None, b: list[float] | None) -> str:
+    if a is None or b is None:
+        return "–"
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    wins = sum(d > 0 for d in diffs)
+    return f"{statistics.fmean(diffs):+.2f} ± {statistics.stdev(diffs):.2f} ({wins}/{len(diffs)})"
+
+
+def _calls(calls: dict[str, float] | None) -> str:
+    if calls is None:
+        return "–"
+    unet = calls["unet"] + calls["unet_grad"]
+    grads = calls["unet_grad"] + calls["decoder_grad"] + calls.get("encoder_grad", 0)
+    encoder = calls["encoder"] + calls.get("encoder_grad", 0)
+    return (f"{unet:.0f} / {calls['decoder'] + calls['decoder_grad']:.0f} / {encoder:.0f}"
+            + (f" ({grads:.0f} with grad)" if grads else ""))
+
+
+def main_table(cache: dict[str, Any]) -> list[str]:
+    lines = ["| task | method | PSNR mean | PSNR particles | SSIM mean | SSIM particles | residual RMS | "
+             "known-pixel RMS (8-bit) | s / image | UNet / decoder / encoder evals per image |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for task in TASKS:
+        for method in METHODS:
+            steps = _steps_of(method)
+            psnr = per_image(cache, task, method, "psnr_mean", steps)
+            if psnr is None:
+                continue
+            seconds = run_field(cache, task, method, "seconds_per_image", steps)
+            label = f"{method} ({steps} it.)" if steps else method
+            lines.append(
+                f"| {task} | {label} | {_fmt(psnr)} | {_fmt(per_image(cache, task, method, 'psnr_particles', steps))} "
+                f"| {_fmt(per_image(cache, task, method, 'ssim_mean', steps), 3)} "
+                f"| {_fmt(per_image(cache, task, method, 'ssim_particles', steps), 3)} "
+                f"| {_fmt(per_image(cache, task, method, 'residual_rms', steps), 4)} "
+                f"| {_fmt(per_image(cache, task, method, 'known_pixel_rms', steps))} "
+                f"| {'–' if seconds is None else f'{seconds:.2f}'} "
+                f"| {_calls(run_field(cache, task, method, 'calls_per_image', steps))} |")
+    return lines
+
+
+def paired_table(cache: dict[str, Any]) -> list[str]:
+    others = [m for m in METHODS if m != "DWGF"]
+    lines = ["| task | " + " | ".join(f"DWGF − {m}" for m in others) + " |",
+             "|---|" + "---|" * len(others)]
+    for task in TASKS:
+        dwgf = per_image(cache, task, "DWGF", "psnr_mean", DWGF_STEPS)
+        cells = [_paired(dwgf, per_image(cache, task, m, "psnr_mean")) for m in others]
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def study_table(cache: dict[str, Any]) -> list[str]:
+    lines = ["| task | iterations | PSNR mean | PSNR particles | vs 998 it. (paired) | network evals per image |",
+             "|---|---|---|---|---|---|"]
+    for task in STUDY_TASKS:
+        full = per_image(cache, task, "DWGF", "psnr_mean", 998, study=True)
+        for steps in STUDY_STEPS:
+            psnr = per_image(cache, task, "DWGF", "psnr_mean", steps, study=True)
+            if psnr is None:
+                continue
+            key = Job(task, "DWGF", 0, steps, study=True).key
+            calls = cache[key]["calls_per_image"]
+            total = sum(calls.values())
+            lines.append(f"| {task} | {steps} | {_fmt(psnr)} | "
+                         f"{_fmt(per_image(cache, task, 'DWGF', 'psnr_particles', steps, study=True))} | "
+                         f"{_paired(psnr, full)} | {total:.0f} |")
+    return lines
+
+
+def write_report(cache: dict[str, Any], indices: list[int]) -> None:
+    header = [
+        "# Quality benchmark (bench/quality.py)", "",
+        f"Held-out photo crops {len(indices)} ({indices[0]}…{indices[-1]}, see the script), seeds {list(SEEDS)}, "
+        f"32×32 images, demo model \"unconditional\", cfg 1; DWGF {DWGF_STEPS} iterations (N = 4, w 0.15, "
+        f"c_ae 0.1, lr 1), PSLD {PSLD_STEPS} DDIM steps (paper ω, γ), stock KSampler euler {STOCK_STEPS} steps "
+        f"(img2img denoise {IMG2IMG_DENOISE}). Machine: {platform.machine()}, torch {torch.__version__}, CPU.", "",
+        "PSNR in dB on [0, 1] images; means over images and seeds. Residual RMS = ‖A(x̂) − y‖/√m on the "
+        "[−1, 1] scale (compare with σ_y). Evaluations count batch rows: UNet / decoder / encoder per image.", "",
+    ]
+    body = ["## All tasks", "", *main_table(cache), "",
+            "## Paired PSNR differences (dB): mean ± std over images (images where DWGF is higher)", "",
+            *paired_table(cache), ""]
+    if any(key.startswith("study|") for key in cache):
+        body += ["## Iterations (DWGF, seed 0, crops " + ", ".join(map(str, STUDY_INDICES)) + ")", "",
+                 *study_table(cache), ""]
+    REPORT.write_text("\n".join(header + body))
+
+
+def write_grid() -> None:
+    """One row per task: clean, A†y, measurement-only, stock, PSLD, DWGF mean, DWGF particle (×4 nearest)."""
+    columns = [("A†y", "mean"), ("measurement-only", "mean"), ("KSampler / img2img", "mean"), ("PSLD", "mean"),
+               ("DWGF", "mean"), ("DWGF", "particle")]
+    rows = []
+    for task in TASKS:
+        tiles = []
+        for method, which in columns:
+            path = SAMPLES / f"{_safe_name(f'{task}__{method}')}__{which}.png"
+            tiles.append(np.asarray(Image.open(path).convert("RGB")) if path.is_file()
+                         else np.zeros((SIZE, SIZE, 3), np.uint8))
+        rows.append(tiles)
+    from safetensors.torch import load_file  # the clean crop, read without starting ComfyUI
+
+    heldout = load_file(str(REPO / "dwgf" / "default_model" / "heldout.safetensors"))
+    clean = heldout["photos"][IMAGE_INDICES[GRID_POSITION]].numpy().astype(np.uint8)
+    gap = 2
+    cell = SIZE * 4
+    grid = np.full((len(rows) * (cell + gap), (len(columns) + 1) * (cell + gap), 3), 255, np.uint8)
+    for r, tiles in enumerate(rows):
+        for c, tile in enumerate([clean, *tiles]):
+            big = np.kron(tile, np.ones((4, 4, 1), np.uint8))
+            grid[r * (cell + gap):r * (cell + gap) + cell, c * (cell + gap):c * (cell + gap) + cell] = big
+    GRID.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(GRID)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--study", action="store_true", help="also run the iteration study")
+    parser.add_argument("--only-study", action="store_true", help="run only the iteration study")
+    parser.add_argument("--images", type=int, default=len(IMAGE_INDICES), help="use the first N crops")
+    parser.add_argument("--tasks", nargs="*", default=None, help="restrict to these tasks")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    indices = IMAGE_INDICES[:args.images]
+    cache = load_cache()
+    if not args.report_only:
+        todo = [] if args.only_study else jobs(study=False)
+        if args.study or args.only_study:
+            todo += jobs(study=True)
+        if args.tasks:
+            todo = [j for j in todo if j.task in args.tasks]
+        run_jobs(todo, indices, STUDY_INDICES, args.workers, args.threads, cache)
+    write_report(cache, indices)
+    write_grid()
+    print(REPORT.read_text())
+
+
+if __name__ == "__main__":
+    main()
