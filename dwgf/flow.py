@@ -251,10 +251,13 @@ def particle_spans(total: int, chunk: int) -> list[tuple[int, int]]:
 
 
 def decode_with_graph(autoencoder: Autoencoder, z: torch.Tensor, checkpointed: bool) -> torch.Tensor:
-    """``D(z)`` in float32 with a graph back to ``z``; ``checkpointed`` keeps no activations and
-    recomputes them in the backward (memory for one more decoder forward)."""
+    """``D(z)`` in float32 with a graph back to ``z``; ``checkpointed`` keeps (almost) no activations
+    and recomputes them in the backward (time for one more decoder forward). An autoencoder with
+    ``decode_checkpointed`` (block by block) is used as it offers; others are checkpointed whole."""
     if checkpointed:
-        return checkpoint(autoencoder.decode, z, use_reentrant=False).to(torch.float32)
+        blockwise = getattr(autoencoder, "decode_checkpointed", None)
+        x = blockwise(z) if blockwise is not None else checkpoint(autoencoder.decode, z, use_reentrant=False)
+        return x.to(torch.float32)
     return autoencoder.decode(z).to(torch.float32)
 
 

@@ -37,7 +37,9 @@ class Autoencoder(Protocol):
     """A VAE in model space: ``decode`` is differentiable, ``encode`` need not be.
 
     ``decode(z)`` maps scaled latents ``(N, C, h, w)`` to images ``(N, 3, H, W)`` in [-1, 1]
-    (unclamped, so gradients flow); ``encode(x)`` maps images back to scaled latents.
+    (unclamped, so gradients flow); ``encode(x)`` maps images back to scaled latents. Optional:
+    ``decode_checkpointed(z)``, the same decode keeping fewer activations for the backward (used
+    by DWGF's ``checkpoint_decoder``).
     """
 
     latent_channels: int

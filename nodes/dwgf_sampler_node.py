@@ -41,11 +41,12 @@ MEMORY_MODES: dict[str, tuple[int, bool]] = {
     "least memory (one particle at a time, decoder checkpointing)": (1, True),
 }
 MEMORY_TOOLTIP = (
-    "Trade speed for GPU memory; the result is the same up to rounding. 'fastest' runs the networks on all "
-    "particles at once. 'less memory' runs them on one particle at a time, so memory no longer grows with the "
-    "number of particles (a little slower on a GPU). 'least memory' also keeps none of the VAE decoder's "
-    "activations and recomputes them for the gradient: about one more decoder pass per step, for the "
-    "lowest peak memory (use it for SD 1.5 at 512² on a 12 GB card, or SDXL at 1024²)."
+    "Trade speed for memory; the result is the same up to rounding. 'fastest' runs the networks on all "
+    "particles at once: memory grows with the number of particles. 'less memory' runs them on one particle "
+    "at a time, so memory no longer grows with particles, at about the same speed (SD 1.5 at 512² with "
+    "4 particles: an estimated 7-11 GB). 'least memory' also checkpoints every VAE decoder block and "
+    "recomputes it for the gradient: about a third of the memory of 'less memory' for roughly 10 % more "
+    "time (for SDXL at 1024² or small cards)."
 )
 
 
