@@ -8,7 +8,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.dwgf-installed
 OUT ?= out/demo
 
-.PHONY: venv demo test lint clean train-model test-current
+.PHONY: venv demo test lint clean train-model test-current browser
 
 venv: $(STAMP)
 
@@ -22,8 +22,19 @@ $(STAMP): requirements.txt requirements-dev.txt .ci/requirements-comfyui-2024.tx
 demo: $(STAMP)
 	$(PY) tools/run_demo.py --out $(OUT)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest
+
+# Headless Chromium for the editor tests (tests/test_editor.py): Debian's package, driven by the
+# Python playwright package with executable_path; Playwright's own browser download is not used.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "no $(CHROMIUM): install Debian's chromium and chromium-driver as root"; exit 2; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-liberation; }
+	@$(CHROMIUM) --version 2>/dev/null | grep -i chromium
 
 # Retrain the embedded demo model into dwgf/default_model/ (seeded; 20-30 min on 2 CPU cores).
 train-model: $(STAMP)
@@ -49,5 +60,5 @@ $(CURRENT_STAMP): requirements.txt requirements-dev.txt
 	$(CURRENT_VENV)/bin/python -m pip -q install requests -r $(CURRENT_VENV)/comfyui-requirements.txt -r requirements.txt -r requirements-dev.txt
 	touch $(CURRENT_STAMP)
 
-test-current: $(CURRENT_STAMP)
+test-current: $(CURRENT_STAMP) browser
 	DWGF_COMFYUI_ROOT=$(DWGF_COMFYUI_ROOT) $(CURRENT_VENV)/bin/python -m pytest

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -82,17 +83,121 @@ def test_bad_input_is_a_node_error_and_the_server_lives_on(server, input_picture
     assert fetch_images(server, server.run(load_workflow("degrade_sr_x4"), timeout=120))
 
 
-def test_dwgf_demo_workflow_runs_on_the_server(server) -> None:
-    """The README's main job in small: DWGF on the demo model through the HTTP API."""
-    prompt = load_workflow("demo_box_inpainting")
-    prompt["2"]["inputs"]["count"] = 1
-    prompt["4"]["inputs"]["steps"] = 8
+DEMO_WORKFLOWS = ("demo_box_inpainting", "demo_mask_inpainting", "demo_super_resolution_x4", "demo_deblurring")
+DEMO_OUTPUTS = ["1_clean", "2_measurement", "3_pseudo_inverse", "4_dwgf_mean", *["5_dwgf_particles"] * 4, "6_spread"]
+TEST_STEPS = 10
+
+
+def quick(prompt: dict, steps: int = TEST_STEPS, seed: int = 0) -> dict:
+    """A demo workflow on one image with fewer flow steps (the graph is otherwise as shipped)."""
+    prompt["4"]["inputs"].update(steps=steps, seed=seed)
+    if prompt["2"]["class_type"] == "DWGF_DemoHeldOutImages":
+        prompt["2"]["inputs"]["count"] = 1
+    return prompt
+
+
+@pytest.fixture(scope="module")
+def masked_example(server) -> np.ndarray:
+    """The mask-inpainting demo's input (RGBA, transparent = hole) in the server's input folder."""
+    path = REPO / "workflows" / "inputs" / "dwgf_demo_masked.png"
+    server.upload_image(path)
+    return np.asarray(Image.open(path))
+
+
+@pytest.mark.parametrize("name", DEMO_WORKFLOWS)
+def test_demo_workflow_runs_through_the_api(server, masked_example, name: str) -> None:
+    """POST /prompt, progress on the websocket every step, images back through /history and /view."""
+    events: list[dict] = []
+    result = server.run(quick(load_workflow(name)), timeout=300, on_event=events.append)
+    kinds = [event["type"] for event in events]
+    assert kinds[0] in ("execution_start", "status") and "execution_error" not in kinds
+    sampler_progress = [e["data"]["value"] for e in events if e["type"] == "progress" and e["data"].get("node") in
+                        (None, "4")]
+    assert set(range(1, TEST_STEPS + 1)) <= set(sampler_progress)  # the sampler reported every step
+    executed = {e["data"]["node"] for e in events if e["type"] == "executed"}
+    assert executed == {"6", "7", "8", "9", "10", "11"}  # every Save Image node
+    assert result.history["status"]["status_str"] == "success"
+    names = sorted(entry["filename"].rsplit("_", 2)[0].split("/")[-1] for entry in result.output_images())
+    assert names == DEMO_OUTPUTS
+    images = {key.split("/")[-1]: value for key, value in fetch_images(server, result).items()}
+    clean, measurement, mean = images["1_clean"], images["2_measurement"], images["4_dwgf_mean"]
+    assert clean.shape == mean.shape == images["6_spread"].shape == (32, 32, 3)
+    known = np.ones((32, 32), dtype=bool)
+    if name == "demo_box_inpainting":
+        known[8:24, 8:24] = False  # centre box, half the side
+    elif name == "demo_mask_inpainting":
+        known = masked_example[..., 3] >= 128  # LoadImage's MASK is 1 where the PNG is transparent
+        assert np.array_equal(clean, masked_example[..., :3])
+    if name.endswith("inpainting"):  # paste_known_pixels: the measured pixels come back exactly
+        assert np.abs(mean[known].astype(int) - clean[known].astype(int)).max() <= 1
+        assert np.abs(mean[~known].astype(int) - 128).mean() > 10  # and the hole was filled, not left grey
+    if name == "demo_super_resolution_x4":
+        assert measurement.shape == (8, 8, 3)
+    if name == "demo_deblurring":
+        assert measurement.shape == (32, 32, 3) and np.abs(measurement.astype(int) - clean).mean() > 3
+
+
+def test_interrupt_stops_a_run_and_the_next_prompt_runs(server) -> None:
+    prompt = quick(load_workflow("demo_super_resolution_x4"), steps=998, seed=123)
     progress: list[int] = []
-    result = server.run(prompt, timeout=300,
-                        on_event=lambda e: progress.append(e["data"]["value"]) if e["type"] == "progress" else None)
-    names = sorted(entry["filename"].rsplit("_", 2)[0] for entry in result.output_images())
-    assert names == ["1_clean", "2_measurement", "3_pseudo_inverse", "4_dwgf_mean", *["5_dwgf_particles"] * 4,
-                     "6_spread"]
-    assert set(range(1, 9)) <= set(progress)  # the sampler's progress reached the websocket every step
-    mean = fetch_images(server, result)["4_dwgf_mean"]
-    assert mean.shape == (32, 32, 3)
+
+    def interrupt_on_first_step(event: dict) -> None:
+        if event["type"] == "progress" and not progress:
+            progress.append(event["data"]["value"])
+            server.interrupt()
+
+    started = time.monotonic()
+    result = server.run(prompt, timeout=300, on_event=interrupt_on_first_step)
+    kinds = [event["type"] for event in result.events]
+    assert kinds[-1] == "execution_interrupted" and "execution_success" not in kinds
+    assert time.monotonic() - started < 60  # 998 steps would take minutes
+    assert result.output_images() == [] or "4_dwgf_mean" not in json.dumps(result.output_images())
+    follow_up = server.run(quick(load_workflow("demo_super_resolution_x4"), steps=3, seed=124), timeout=300)
+    assert len(follow_up.output_images()) == len(DEMO_OUTPUTS)
+
+
+def test_bad_inputs_come_back_as_node_errors_naming_the_input(server) -> None:
+    from comfy_server import PromptRejected
+
+    prompt = load_workflow("demo_box_inpainting")
+    prompt["2"]["inputs"]["count"] = 0  # below min (and now no output is valid, so nothing is queued)
+    prompt["3"]["inputs"]["operator"] = "inpaint circle"  # not a choice
+    prompt["4"]["inputs"]["particles"] = 0  # below min
+    prompt["5"]["inputs"]["vae"] = ["1", 0]  # a MODEL into the VAE input
+    with pytest.raises(PromptRejected) as rejected:
+        server.queue(prompt)
+    details = rejected.value.details
+    assert details["error"]["type"] == "prompt_outputs_failed_validation"
+    found = {(node, e["type"], e["extra_info"]["input_name"])
+             for node, entry in details["node_errors"].items() for e in entry["errors"]}
+    assert found == {("2", "value_smaller_than_min", "count"), ("3", "value_not_in_list", "operator"),
+                     ("4", "value_smaller_than_min", "particles"), ("5", "return_type_mismatch", "vae")}
+    assert details["node_errors"]["4"]["class_type"] == "DWGF_Sampler"
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process from /proc (VmRSS), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+RSS_GROWTH_BOUND_MB = 20.0
+
+
+def test_twenty_prompts_leave_the_servers_memory_flat(server) -> None:
+    """Each prompt has a new seed, so the sampler, decoder and savers really run every time."""
+    def small(seed: int) -> dict:
+        prompt = quick(load_workflow("demo_box_inpainting"), steps=2, seed=seed)
+        prompt["4"]["inputs"]["particles"] = 2
+        return prompt
+
+    for seed in range(1000, 1003):  # warm-up: model load, allocator pools, first-run caches
+        server.run(small(seed), timeout=300)
+    before = rss_mb(server.process.pid)
+    for seed in range(2000, 2020):
+        server.run(small(seed), timeout=300)
+    after = rss_mb(server.process.pid)
+    print(f"server RSS before {before:.1f} MB, after 20 prompts {after:.1f} MB")
+    assert after - before < RSS_GROWTH_BOUND_MB

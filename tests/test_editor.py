@@ -1,0 +1,101 @@
+"""The real ComfyUI editor page, in headless Chromium, served by the test server: every shipped
+workflow loads with no missing node types and queues exactly its API twin; the demo-model graphs
+run from the editor and their output images appear in the canvas; current ComfyUI's template
+browser lists the pack's graphs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+
+from comfyui_env import PACK_FOLDER_NAME, comfyui_root, is_vendored_2024  # noqa: E402
+from editor import CHROMIUM, Editor, chromium_available  # noqa: E402
+from make_workflows import MASKED_EXAMPLE, THUMBNAIL_SIZE, template_names  # noqa: E402
+from ui_workflow import split_undefined_inputs  # noqa: E402
+
+pytestmark = [pytest.mark.server, pytest.mark.browser]
+WORKFLOWS = REPO / "workflows"
+NAMES = template_names()
+DEMO_NAMES = [name for name in NAMES if name.startswith("demo_")]
+TEST_STEPS = 5
+EDITOR_ONLY_INPUTS = {("LoadImage", "upload")}  # the 2024 page sends its upload button; ComfyUI ignores it
+
+
+def read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def editor(server):
+    if not chromium_available():  # a failure, not a skip: `make test` installs it (`make browser`)
+        pytest.fail(f"no Chromium at {CHROMIUM}: run `make browser` (apt-get install chromium)")
+    server.upload_image(WORKFLOWS / "inputs" / MASKED_EXAMPLE)
+    with Editor(server.base_url) as page:
+        yield page
+
+
+def test_the_page_is_comfyuis_editor_with_the_pack(editor) -> None:
+    assert editor.page.evaluate("() => typeof window.app.graphToPrompt") == "function"
+    assert editor.missing_node_types({"nodes": [{"type": "DWGF_Sampler"}, {"type": "DWGF_NoSuchNode"}]}) == [
+        "DWGF_NoSuchNode"]  # the check can fail
+    assert editor.page_errors == []
+
+
+@pytest.fixture(scope="module")
+def object_info(server) -> dict:
+    return server.get_json("/object_info")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_workflow_loads_in_the_editor_and_queues_its_api_twin(editor, object_info, name: str) -> None:
+    ui = read(WORKFLOWS / f"{name}.json")
+    assert editor.missing_node_types(ui) == []
+    editor.load(ui)
+    assert editor.loaded_node_types() == {str(node["id"]): node["type"] for node in ui["nodes"]}
+    queued, editor_only = split_undefined_inputs(editor.graph_to_prompt(), object_info)
+    assert queued == read(WORKFLOWS / "api" / f"{name}.json")
+    assert editor_only <= EDITOR_ONLY_INPUTS
+    assert editor.page_errors == []
+
+
+@pytest.mark.parametrize("name", DEMO_NAMES)
+def test_demo_workflow_runs_from_the_editor_and_shows_its_images(editor, server, name: str, tmp_path) -> None:
+    ui = read(WORKFLOWS / f"{name}.json")
+    editor.load(ui)
+    editor.set_widget(4, "steps", TEST_STEPS)  # node 4 is the DWGF Sampler in every demo graph
+    if ui["nodes"][1]["type"] == "DWGF_DemoHeldOutImages":
+        editor.set_widget(2, "count", 1)
+    assert editor.graph_to_prompt()["4"]["inputs"]["steps"] == TEST_STEPS
+    editor.fit_view()
+    editor.queue()
+    mean = editor.wait_for_node_images(9, timeout_s=300)  # node 9 saves the DWGF mean
+    assert [(image["width"], image["height"]) for image in mean] == [(32, 32)]
+    assert "/view?" in mean[0]["src"] and "4_dwgf_mean" in mean[0]["src"]
+    particles = editor.wait_for_node_images(10, timeout_s=60)
+    assert len(particles) == 4  # one picture per particle
+    editor.screenshot(tmp_path / f"{name}.png")
+    assert editor.page_errors == []
+
+
+@pytest.mark.skipif(is_vendored_2024(comfyui_root()), reason="the 2024 editor has no template browser")
+def test_current_editor_lists_the_pack_templates_and_opens_one(editor, object_info) -> None:
+    """Sidebar → Templates → comfyui-dwgf shows every graph with its thumbnail; a click loads it."""
+    page = editor.page
+    page.get_by_text("Templates", exact=True).first.click()
+    page.get_by_text(PACK_FOLDER_NAME, exact=True).first.click()
+    for name in NAMES:
+        page.get_by_text(name, exact=True).first.wait_for(state="attached")
+    page.wait_for_function(  # the cards' pictures are our <name>.jpg thumbnails (fetched as blobs)
+        "width => Array.from(document.images).some(i => i.src.startsWith('blob:') && i.naturalWidth === width)",
+        arg=THUMBNAIL_SIZE[0])
+    page.get_by_text("demo_box_inpainting", exact=True).first.click()
+    page.wait_for_function("() => window.app.graph._nodes.some(n => n.type === 'DWGF_Sampler')")
+    queued, _ = split_undefined_inputs(editor.graph_to_prompt(), object_info)
+    assert queued == read(WORKFLOWS / "api" / "demo_box_inpainting.json")
+    assert editor.page_errors == []

@@ -1,0 +1,123 @@
+"""The shipped workflows: editor (UI) files and API files agree, every graph is valid for the real
+ComfyUI's node definitions, and current ComfyUI lists them as the pack's templates with thumbnails."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+
+from comfyui_env import PACK_FOLDER_NAME, comfyui_root, is_vendored_2024  # noqa: E402
+from make_workflows import MASKED_EXAMPLE, THUMBNAIL_SIZE, template_names  # noqa: E402
+from ui_workflow import ui_to_api, validate_prompt  # noqa: E402
+
+pytestmark = pytest.mark.server
+WORKFLOWS = REPO / "workflows"
+NAMES = template_names()
+SD_NAMES = [name for name in NAMES if name.startswith(("sd15_", "sdxl_"))]
+TASKS = ("box_inpainting", "mask_inpainting", "super_resolution_x4", "deblurring")
+
+
+def read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def object_info(server) -> dict:
+    return server.get_json("/object_info")
+
+
+def test_every_task_ships_for_every_model_with_ui_api_and_thumbnail() -> None:
+    assert NAMES == sorted(f"{family}_{task}" for family in ("demo", "sd15", "sdxl") for task in TASKS)
+    assert sorted(path.stem for path in WORKFLOWS.glob("*.json")) == NAMES  # the templates ComfyUI lists
+    for name in NAMES:
+        thumbnail = Image.open(WORKFLOWS / f"{name}.jpg")
+        assert (thumbnail.format, thumbnail.size) == ("JPEG", THUMBNAIL_SIZE)
+    masked = Image.open(WORKFLOWS / "inputs" / MASKED_EXAMPLE)
+    assert masked.mode == "RGBA" and masked.size == (32, 32)
+    hole = np.asarray(masked.getchannel("A")) < 128  # LoadImage's MASK: 1 where transparent
+    assert 0.05 < hole.mean() < 0.5
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ui_workflow_converts_to_its_api_twin(name: str, object_info: dict) -> None:
+    ui, api = read(WORKFLOWS / f"{name}.json"), read(WORKFLOWS / "api" / f"{name}.json")
+    assert ui_to_api(ui, object_info) == api
+
+
+def test_the_twin_check_sees_drift(object_info: dict) -> None:
+    """A changed widget value, a re-routed link or a new widget in the node all break the match."""
+    ui, api = read(WORKFLOWS / "demo_box_inpainting.json"), read(WORKFLOWS / "api" / "demo_box_inpainting.json")
+    sampler = next(node for node in ui["nodes"] if node["type"] == "DWGF_Sampler")
+    changed = copy.deepcopy(ui)
+    next(node for node in changed["nodes"] if node["id"] == sampler["id"])["widgets_values"][2] = 99  # steps
+    assert ui_to_api(changed, object_info)["4"]["inputs"]["steps"] == 99
+    rerouted = copy.deepcopy(ui)
+    positive_link = next(link for link in rerouted["links"] if link[3] == sampler["id"] and link[4] == 1)
+    positive_link[2] = 2  # the demo model's prompt conditioning instead of the unconditional one
+    assert ui_to_api(rerouted, object_info)["4"]["inputs"]["positive"] == ["1", 2] != api["4"]["inputs"]["positive"]
+    grown = copy.deepcopy(object_info)
+    grown["DWGF_Sampler"]["input"]["required"] = {"new_knob": ["INT", {}], **grown["DWGF_Sampler"]["input"]["required"]}
+    grown["DWGF_Sampler"].pop("input_order", None)
+    with pytest.raises(ValueError, match="stores 10 widget values but the server's definition has 11"):
+        ui_to_api(ui, grown)
+
+
+@pytest.mark.parametrize("name", sorted(path.stem for path in (WORKFLOWS / "api").glob("*.json")))
+def test_api_workflow_is_valid_for_the_servers_nodes(name: str, object_info: dict) -> None:
+    """Node types exist, every required input is there, values fit their types, ranges and choices
+    (file names aside), and every link comes from an output of the type the input takes."""
+    assert validate_prompt(read(WORKFLOWS / "api" / f"{name}.json"), object_info) == []
+
+
+def test_the_validator_catches_bad_graphs(object_info: dict) -> None:
+    prompt = read(WORKFLOWS / "api" / "sd15_box_inpainting.json")
+    prompt["4"]["inputs"]["vae"] = ["1", 1]  # CLIP into a VAE input
+    prompt["3"]["inputs"]["operator"] = "inpaint circle"
+    prompt["4"]["inputs"]["steps"] = 0
+    del prompt["5"]["inputs"]["paste_known_pixels"]
+    prompt["6"]["class_type"] = "CLIPTextEncodeXL"
+    problems = "\n".join(validate_prompt(prompt, object_info))
+    assert "(DWGF_Sampler).vae: expects VAE, node 1 output 1 gives CLIP" in problems
+    assert "(DWGF_DegradationOperator).operator: 'inpaint circle' is not one of" in problems
+    assert "(DWGF_Sampler).steps: 0 is outside [1, 998]" in problems
+    assert "(DWGF_ParticleDecode).paste_known_pixels: required input missing" in problems
+    assert "unknown node type 'CLIPTextEncodeXL'" in problems
+
+
+@pytest.mark.parametrize("name", SD_NAMES)
+def test_comfyui_rejects_sd_workflows_only_for_their_missing_files(name: str, server) -> None:
+    """ComfyUI's own validator, on a server with no checkpoints and no such photo: the only errors
+    name ckpt_name and image; every other input of every node passes."""
+    from comfy_server import PromptRejected
+
+    prompt = read(WORKFLOWS / "api" / f"{name}.json")
+    prompt["2"]["inputs"]["image"] = "dwgf-no-such-photo.png"  # so no output is valid and nothing runs
+    with pytest.raises(PromptRejected) as rejected:
+        server.queue(prompt)
+    node_errors = rejected.value.details["node_errors"]
+    named = {node: [e["extra_info"]["input_name"] for e in found["errors"]] for node, found in node_errors.items()}
+    assert named == {"1": ["ckpt_name"], "2": ["image"]}
+    assert node_errors["1"]["errors"][0]["type"] == "value_not_in_list"
+
+
+@pytest.mark.skipif(is_vendored_2024(comfyui_root()), reason="the 2024 ComfyUI has no custom-node templates")
+def test_current_comfyui_lists_the_templates_with_their_thumbnails(server) -> None:
+    listed = server.get_json("/workflow_templates")
+    assert sorted(listed[PACK_FOLDER_NAME]) == NAMES
+    for name in NAMES:
+        base = f"{server.base_url}/api/workflow_templates/{PACK_FOLDER_NAME}/{name}"
+        with urllib.request.urlopen(base + ".json") as response:
+            assert json.loads(response.read()) == read(WORKFLOWS / f"{name}.json")
+        with urllib.request.urlopen(base + ".jpg") as response:  # the frontend's <name>.jpg convention
+            assert response.headers["Content-Type"] == "image/jpeg"
+            assert response.read() == (WORKFLOWS / f"{name}.jpg").read_bytes()
