@@ -349,22 +349,20 @@ class StepClock:
         """The denoiser with its calls marked on the profiler's clock (peak inside the UNet)."""
         probe = self.probe
 
+        def marked(call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable:
+            def timed(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+                begin = time.time_ns()
+                try:
+                    return call(x, sigma)
+                finally:
+                    probe.windows.append((begin, time.time_ns()))
+
+            return timed
+
         class Marked:
             alphas_cumprod = denoiser.alphas_cumprod
-
-            def denoise(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-                begin = time.time_ns()
-                try:
-                    return denoiser.denoise(x, sigma)
-                finally:
-                    probe.windows.append((begin, time.time_ns()))
-
-            def denoise_differentiable(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-                begin = time.time_ns()
-                try:
-                    return denoiser.denoise_differentiable(x, sigma)
-                finally:
-                    probe.windows.append((begin, time.time_ns()))
+            denoise = staticmethod(marked(denoiser.denoise))
+            denoise_differentiable = staticmethod(marked(denoiser.denoise_differentiable))
 
         return Marked()
 
