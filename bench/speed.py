@@ -267,6 +267,10 @@ class Pack:
         with torch.inference_mode():
             return getattr(node_class(), node_class.FUNCTION)(**inputs)
 
+    def unchecked_memory(self) -> Any:
+        """The samplers' memory guard switched off: this script measures the memory itself."""
+        return comfyui_env.pack_submodule("nodes.memory_guard").RunMemory("benchmark", 0, check=False)
+
     def memory_mode(self, name: str) -> tuple[int, bool]:
         """(particle_chunk, checkpoint_decoder) of the node's memory mode ``name`` (the comparison: checkpointed)."""
         if name == PROPOSED_MODE:
@@ -384,18 +388,19 @@ def dwgf_iterations(pack: Pack, models: Models, case: Case, steps: int) -> dict[
                                             config.first_timestep, config.last_timestep)
     stepper = StepClock(models.device, exclude=set())
 
-    def solve(denoiser: Any, autoencoder: Any, y: torch.Tensor, device: torch.device, callback: Callable) -> Any:
+    def solve(denoiser: Any, autoencoder: Any, operator: Any, y: torch.Tensor, device: torch.device,
+              callback: Callable) -> Any:
         stepper.exclude = weight_storages(sd.vae.first_stage_model)
         stepper.start()
         if case.mode == PROPOSED_MODE:
             autoencoder = WholeDecoderCheckpointedVAE(autoencoder)
         return pack.flow.run_dwgf(stepper.timed_denoiser(denoiser), autoencoder, config, batch.latent_shape,
-                                  degradation.operator, y, levels=levels, device=device,
+                                  operator, y, levels=levels, device=device,
                                   callback=stepper.wrap(callback))
 
     with torch.inference_mode():
         pack.restoration.sample_each_measurement(sd.model, sd.positive, sd.negative, sd.vae, batch, 1.0, 0, levels,
-                                                 case.particles, solve)
+                                                 case.particles, solve, pack.unchecked_memory())
     return stepper.summary()
 
 
@@ -424,16 +429,18 @@ def psld_iterations(pack: Pack, models: Models, case: Case, steps: int) -> dict[
     levels = pack.psld.psld_levels(pack.adapter.model_alphas_cumprod(sd.model), config)
     stepper = StepClock(models.device, exclude=set())
 
-    def solve(denoiser: Any, autoencoder: Any, y: torch.Tensor, device: torch.device, callback: Callable) -> Any:
+    def solve(denoiser: Any, autoencoder: Any, operator: Any, y: torch.Tensor, device: torch.device,
+              callback: Callable) -> Any:
         stepper.exclude = weight_storages(sd.vae.first_stage_model, sd.model.model.diffusion_model)
         stepper.start()
         return pack.psld.run_psld(stepper.timed_denoiser(denoiser), autoencoder, config, batch.latent_shape,
-                                  degradation.operator, y, levels=levels, device=device,
+                                  operator, y, levels=levels, device=device,
                                   callback=stepper.wrap(callback))
 
     with torch.inference_mode():
         pack.restoration.sample_each_measurement(sd.model, sd.positive, sd.negative, sd.vae, batch, 1.0, 0, levels,
-                                                 case.particles, solve, differentiable_model=True)
+                                                 case.particles, solve, pack.unchecked_memory(),
+                                                 differentiable_model=True)
     return stepper.summary()
 
 
@@ -559,7 +566,8 @@ def overhead_rounds(pack: Pack, models: Models, case: Case, rounds: int) -> dict
     iterations_: list[dict[str, float]] = []
     sums: list[dict[str, float]] = []
 
-    def solve(denoiser: Any, autoencoder: Any, y: torch.Tensor, device: torch.device, callback: Callable) -> Any:
+    def solve(denoiser: Any, autoencoder: Any, operator: Any, y: torch.Tensor, device: torch.device,
+              callback: Callable) -> Any:
         since = [clock()]
 
         def between(k: int, total: int, *rest: Any) -> None:
@@ -574,12 +582,12 @@ def overhead_rounds(pack: Pack, models: Models, case: Case, rounds: int) -> dict
             synchronize(device)
             since[0] = clock()
 
-        return pack.flow.run_dwgf(denoiser, autoencoder, config, batch.latent_shape, degradation.operator, y,
+        return pack.flow.run_dwgf(denoiser, autoencoder, config, batch.latent_shape, operator, y,
                                   levels=levels, device=device, callback=between)
 
     with torch.inference_mode():
         pack.restoration.sample_each_measurement(sd.model, sd.positive, sd.negative, sd.vae, batch, 1.0, 0, levels,
-                                                 case.particles, solve)
+                                                 case.particles, solve, pack.unchecked_memory())
     timed = iterations_[1:]
     ratios = {c: [it[c] / total[c] for it, total in zip(timed, sums, strict=True)] for c in ("wall", "cpu")}
     return {"iterations": timed, "network_sums": sums, "ratios": ratios,

@@ -46,25 +46,67 @@ class OperatorSettings:
     box_fraction: float = 0.5
     seed: int = 0
     padding: str = "reflect"
+    mask_threshold: float = 0.5
+
+
+NO_PAINTED_MASK = (
+    "this image has no painted mask (Load Image gives an empty 64x64 mask for a picture without "
+    "transparency). Paint the region to fill: right-click the Load Image node, choose 'Open in "
+    "MaskEditor', paint over the region and press 'Save' (or load a PNG whose hole is transparent)")
+SOFT_VALUE_MARGIN = 0.01  # values within this of 0 or 1 count as hard (8-bit and JPEG rounding)
+SOFT_MASK_WARNING_SHARE = 0.1  # warn when more than this share of the painted pixels is soft
+
+
+def fill_masks_for_images(fill_mask: torch.Tensor | None, images: int, height: int, width: int,
+                          threshold: float) -> list[torch.Tensor]:
+    """One ``(H, W)`` fill mask per image from a MASK batch: one each when the batch sizes match,
+    the single mask for all when there is one; anything else is an error naming both sizes."""
+    require(fill_mask is not None, "operator 'inpaint mask' needs a mask: connect a MASK "
+            "(white = region to fill) to the Degradation Operator's mask input")
+    require(fill_mask.ndim in (2, 3), f"mask must be (H, W) or (B, H, W); got shape {tuple(fill_mask.shape)}")
+    require(bool(torch.isfinite(fill_mask).all()), "mask contains NaN or infinite values")
+    masks = fill_mask if fill_mask.ndim == 3 else fill_mask[None]
+    require(masks.shape[0] in (1, images),
+            f"mask: the mask batch holds {masks.shape[0]} masks but the image batch {images} images: connect "
+            "one mask per image (a batch of the same size) or a single mask for all of them")
+    mask_h, mask_w = masks.shape[-2:]
+    if not bool((masks > 0).any()):
+        raise DWGFInputError(f"mask: {NO_PAINTED_MASK}")
+    require((mask_h, mask_w) == (height, width),
+            f"mask is {mask_h}x{mask_w} but the image is {height}x{width}: use a mask of the image's "
+            "size (e.g. the MASK output of the Load Image node that loads this picture, or resize it)")
+    for index, mask in enumerate(masks):
+        largest = float(mask.max())
+        where = f" (mask {index + 1} of {masks.shape[0]})" if masks.shape[0] > 1 else ""
+        require(largest > 0 or masks.shape[0] == 1, f"mask{where}: {NO_PAINTED_MASK}")
+        require(largest >= threshold,
+                f"mask{where}: no pixel reaches mask_threshold {threshold:g} (the largest value is "
+                f"{largest:.3g}): lower mask_threshold, or paint the region with full opacity")
+    return [masks[i if masks.shape[0] > 1 else 0] for i in range(images)]
+
+
+def soft_mask_share(fill_mask: torch.Tensor) -> float:
+    """The share of the painted pixels (> 0) whose value is neither 0 nor 1 (a soft brush, a
+    gradient, JPEG noise): those are read through the threshold."""
+    painted = fill_mask > SOFT_VALUE_MARGIN
+    soft = painted & (fill_mask < 1 - SOFT_VALUE_MARGIN)
+    return float(soft.sum()) / max(1, int(painted.sum()))
 
 
 def build_operator(settings: OperatorSettings, height: int, width: int,
                    fill_mask: torch.Tensor | None = None) -> ops.LinearOperator:
     """The operator for a clean image of ``height × width``.
 
-    ``fill_mask`` is a ComfyUI MASK (1 = region to fill), required by "inpaint mask".
+    ``fill_mask`` is one ``(H, W)`` fill mask (1 = region to fill; see
+    :func:`fill_masks_for_images`), required by "inpaint mask" and read through
+    ``settings.mask_threshold``.
     """
     kind = settings.kind
     require(kind in OPERATOR_KINDS, f"operator {kind!r} is unknown: choose one of {', '.join(OPERATOR_KINDS)}")
     require(settings.padding in ops.PADDINGS, f"padding must be one of {ops.PADDINGS}, got {settings.padding!r}")
     if kind == "inpaint mask":
-        require(fill_mask is not None, "operator 'inpaint mask' needs a mask: connect a MASK "
-                "(white = region to fill) to the Degradation Operator's mask input")
-        mask_h, mask_w = fill_mask.shape[-2:]
-        require((mask_h, mask_w) == (height, width),
-                f"mask is {mask_h}x{mask_w} but the image is {height}x{width}: use a mask of the image's "
-                "size (e.g. from the same LoadImage, or resize it)")
-        return ops.Inpainting(ops.known_from_comfy_mask(fill_mask))
+        (mask,) = fill_masks_for_images(fill_mask, 1, height, width, settings.mask_threshold)
+        return ops.Inpainting(ops.known_from_comfy_mask(mask, settings.mask_threshold))
     if kind == "inpaint box (DWGF reference)":
         return ops.Inpainting(ops.reference_box_mask(height, width))
     if kind == "inpaint box (centre)":
@@ -96,17 +138,28 @@ def clean_size_for_measurement(settings: OperatorSettings, height: int, width: i
 
 @dataclass(frozen=True)
 class Degradation:
-    """An operator with the noise level its measurement was simulated with (0 if unknown)."""
+    """An operator with the noise level its measurement was simulated with (0 if unknown).
+
+    ``operators`` holds one operator per image when the images of a batch have their own masks;
+    empty when ``operator`` serves every image.
+    """
 
     operator: ops.LinearOperator
     sigma_y: float = 0.0
     settings: OperatorSettings | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    operators: tuple[ops.LinearOperator, ...] = ()
 
-    def measurement_from_image(self, image: torch.Tensor) -> torch.Tensor:
-        """``y`` from a picture of the measurement ``(N, 3, h, w)`` in [-1, 1]."""
+    def operator_for(self, index: int) -> ops.LinearOperator:
+        """The operator of image ``index`` of the batch."""
+        if not self.operators:
+            return self.operator
+        require(index < len(self.operators),
+                f"measurement: image {index + 1} of the batch has no operator: the degradation was built for "
+                f"{len(self.operators)} images, each with its own mask; connect the measurement it made")
+        return self.operators[index]
+
+    def measurement_from_image(self, image: torch.Tensor, index: int = 0) -> torch.Tensor:
+        """``y`` of image ``index`` from a picture of the measurement ``(1, 3, h, w)`` in [-1, 1]."""
         require(bool(torch.isfinite(image).all()), "measurement image contains NaN or infinite values")
-        return self.operator.from_image(image)
-
-    def describe(self) -> str:
-        return f"{self.operator.describe()} on {self.operator.height}x{self.operator.width}, σ_y={self.sigma_y:g}"
+        return self.operator_for(index).from_image(image)

@@ -50,8 +50,12 @@ def unet_offload_device() -> torch.device:
 # ---------------------------------------------------------------------------------------------
 
 
+SD_VAE_DOWNSCALE = 8  # the VAEs of SD 1.x/2.x, SDXL, SD3 and Flux all work on 8×8-pixel latents
+VAE_DOWNSCALE_TAG = "dwgf_vae_downscale"  # set on a BaseModel whose latent space is another VAE's
+
+
 def build_sd15_style_model(unet_config: dict[str, Any], unet_state_dict: dict[str, torch.Tensor],
-                           dtype: torch.dtype = torch.float32) -> Any:
+                           dtype: torch.dtype = torch.float32, vae_downscale: int = SD_VAE_DOWNSCALE) -> Any:
     """A MODEL (``ModelPatcher`` over an SD1.5-family ``BaseModel``) for a UNet of any size.
 
     ``comfy.supported_models.SD15`` gives the epsilon-prediction model sampling on SD's
@@ -59,7 +63,8 @@ def build_sd15_style_model(unet_config: dict[str, Any], unet_state_dict: dict[st
     is used only by checkpoint detection, so a small config is accepted. The class forces its own
     head count, so ``unet_config`` (the one the weights were trained with) is re-applied on top.
     The weights must match the architecture exactly (``strict`` load), so a bad file fails here
-    and not as silent noise at sampling time.
+    and not as silent noise at sampling time. ``vae_downscale`` records which VAE's latent space
+    the UNet was trained in, so a VAE of another model is refused (:func:`check_vae_matches_model`).
     """
     model_config = comfy.supported_models.SD15(dict(unet_config))
     model_config.unet_config.update(unet_config)
@@ -68,6 +73,7 @@ def build_sd15_style_model(unet_config: dict[str, Any], unet_state_dict: dict[st
     base_model = model_config.get_model({}, "", device=offload)
     base_model.diffusion_model.load_state_dict(unet_state_dict, strict=True)
     base_model.diffusion_model.to(device=offload, dtype=dtype)
+    setattr(base_model, VAE_DOWNSCALE_TAG, int(vae_downscale))
     return comfy.model_patcher.ModelPatcher(base_model, load_device=torch_device(), offload_device=offload)
 
 
@@ -238,6 +244,61 @@ def throw_if_interrupted() -> None:
     comfy.model_management.throw_exception_if_processing_interrupted()
 
 
+_INTERRUPTIBLE_BLOCKS = ("ResnetBlock", "AttnBlock", "Upsample", "Downsample",  # VAE encoder / decoder
+                         "TimestepEmbedSequential")  # the UNet's input, middle and output blocks
+
+
+class interruptible:  # noqa: N801 - used as a context manager, reads like one
+    """Honour Cancel inside a network call, not only between iterations, while the context is open.
+
+    A forward pre-hook on every block of the given networks (VAE encoder/decoder blocks, UNet
+    blocks) checks ComfyUI's interrupt flag, so a single decoder pass on a big image stops within
+    one block; :func:`interrupt_before_backward` does the same between a decode and its backward.
+    The hooks are removed on exit, so the shared networks are untouched outside a run.
+    """
+
+    def __init__(self, *networks: torch.nn.Module | None) -> None:
+        self.blocks = [m for net in networks if net is not None for m in net.modules()
+                       if type(m).__name__ in _INTERRUPTIBLE_BLOCKS]
+        self.handles: list[Any] = []
+
+    def __enter__(self) -> interruptible:
+        self.handles = [block.register_forward_pre_hook(_check_interrupt_hook) for block in self.blocks]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+
+def interruptible_networks(vae: Any, model: Any) -> interruptible:
+    """:class:`interruptible` over the VAE and the diffusion model of a run."""
+    return interruptible(vae.first_stage_model, getattr(model.model, "diffusion_model", None))
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """What ComfyUI counts as free on ``device`` (free VRAM plus its cache on a GPU, available RAM
+    on the CPU)."""
+    return int(comfy.model_management.get_free_memory(device))
+
+
+def _check_interrupt_hook(module: torch.nn.Module, args: tuple) -> None:
+    throw_if_interrupted()
+
+
+def interrupt_before_backward(x: torch.Tensor) -> torch.Tensor:
+    """``x`` unchanged; when its backward begins, Cancel is checked first."""
+    if x.requires_grad:
+        x.register_hook(_check_interrupt_on_gradient)
+    return x
+
+
+def _check_interrupt_on_gradient(grad: torch.Tensor) -> torch.Tensor:
+    throw_if_interrupted()
+    return grad
+
+
 # ============================================================================================
 # The VAE as a differentiable autoencoder
 # ============================================================================================
@@ -277,7 +338,7 @@ class ComfyVAE:
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         raw = self.latent_format.process_out(z)
-        return self.network.decode(raw.to(self.device, self.dtype)).float()
+        return interrupt_before_backward(self.network.decode(raw.to(self.device, self.dtype)).float())
 
     def decode_checkpointed(self, z: torch.Tensor) -> torch.Tensor:
         """``decode`` keeping only each decoder block's input for the backward, which recomputes one
@@ -334,7 +395,23 @@ def vae_latent_channels(vae: Any) -> int:
 
 
 def vae_downscale_ratio(vae: Any) -> int:
-    return int(getattr(vae, "downscale_ratio", 8))
+    """Pixels per latent pixel along each side (video and audio VAEs, whose ratio is not one number,
+    are refused)."""
+    ratio = getattr(vae, "downscale_ratio", SD_VAE_DOWNSCALE)
+    if not isinstance(ratio, int):
+        raise DWGFInputError("vae: this VAE also compresses time (a video or audio VAE); connect the image "
+                             "VAE that belongs to the checkpoint")
+    return ratio
+
+
+def model_vae_downscale(model: Any) -> int:
+    """The downscale factor of the VAE whose latent space the model works in (8 for SD models)."""
+    return int(getattr(model.model, VAE_DOWNSCALE_TAG, SD_VAE_DOWNSCALE))
+
+
+def vae_identity(vae: Any) -> dict[str, int]:
+    """What a LATENT remembers of the VAE its particles belong to (checked by Particle Decode)."""
+    return {"latent_channels": vae_latent_channels(vae), "downscale": vae_downscale_ratio(vae)}
 
 
 def check_vae_matches_model(vae: Any, model: Any) -> None:
@@ -343,6 +420,15 @@ def check_vae_matches_model(vae: Any, model: Any) -> None:
         raise DWGFInputError(
             f"vae: this VAE has {vae_channels} latent channels but the MODEL expects {model_channels}: "
             "connect the VAE that belongs to the checkpoint (e.g. from the same Load Checkpoint node)"
+        )
+    vae_factor, model_factor = vae_downscale_ratio(vae), model_vae_downscale(model)
+    if vae_factor != model_factor:
+        family = "SD 1.x/2.x, SDXL" if model_factor == SD_VAE_DOWNSCALE else "its own VAE"
+        raise DWGFInputError(
+            f"vae: this VAE turns {vae_factor}x{vae_factor} pixels into one latent pixel but the MODEL was "
+            f"trained on the latents of a {model_factor}x VAE ({family}): "
+            "the two do not belong together. Connect the VAE from the same loader as the model "
+            "(Load Checkpoint's VAE output, or the DWGF Demo Model's for the demo model)"
         )
 
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from ..dwgf.degradation import (
     OPERATOR_KINDS,
+    SOFT_MASK_WARNING_SHARE,
     Degradation,
     OperatorSettings,
     build_operator,
     clean_size_for_measurement,
+    fill_masks_for_images,
+    soft_mask_share,
 )
 from ..dwgf.errors import require
 from ..dwgf.imaging import comfy_image_to_signed, signed_to_comfy_image
@@ -82,29 +87,61 @@ class DegradationOperator:
                                              "of the clean image."}),
                 "padding": (list(PADDINGS), {"default": "reflect",
                                              "tooltip": "Boundary handling of blur and bicubic filters."}),
+                "mask_threshold": ("FLOAT", {"default": 0.5, "min": 0.001, "max": 1.0, "step": 0.01,
+                                             "tooltip": "How a soft mask is read: pixels whose mask value is "
+                                                        "at least this are filled, the rest are kept as "
+                                                        "measured. Soft brushes, gradients and JPEG masks have "
+                                                        "values between 0 and 1; the node warns when many do."}),
             },
         }
 
     def build(self, image: torch.Tensor, image_is: str, operator: str, scale_factor: int, kernel_size: int,
               blur_sigma: float, motion_intensity: float, keep_probability: float, box_fraction: float,
-              sigma_y: float, seed: int, mask: torch.Tensor | None = None,
-              padding: str = "reflect") -> tuple[Degradation, torch.Tensor, torch.Tensor]:
+              sigma_y: float, seed: int, mask: torch.Tensor | None = None, padding: str = "reflect",
+              mask_threshold: float = 0.5) -> tuple | dict:
         require(sigma_y >= 0, f"sigma_y must be >= 0 (got {sigma_y}): it is a noise standard deviation")
+        require(0 < mask_threshold <= 1, f"mask_threshold must be in (0, 1], got {mask_threshold!r}")
         settings = OperatorSettings(kind=operator, scale_factor=scale_factor, kernel_size=kernel_size,
                                     blur_sigma=blur_sigma, motion_intensity=motion_intensity,
                                     keep_probability=keep_probability, box_fraction=box_fraction,
-                                    seed=seed, padding=padding)
+                                    seed=seed, padding=padding, mask_threshold=mask_threshold)
         pixels = comfy_image_to_signed(image, "image")
-        if image_is == IMAGE_IS_CLEAN:
-            op = build_operator(settings, pixels.shape[2], pixels.shape[3], mask)
-            y = op.measure(pixels, sigma_y, seed)
-            degradation = Degradation(op, sigma_y, settings)
-        else:
-            height, width = clean_size_for_measurement(settings, pixels.shape[2], pixels.shape[3])
-            op = build_operator(settings, height, width, mask)
-            degradation = Degradation(op, 0.0, settings, {"user_measurement": True})
-            y = degradation.measurement_from_image(pixels)
-        return (degradation, signed_to_comfy_image(op.to_image(y)), signed_to_comfy_image(op.pseudo_inverse(y)))
+        clean = image_is == IMAGE_IS_CLEAN
+        height, width = ((pixels.shape[2], pixels.shape[3]) if clean
+                         else clean_size_for_measurement(settings, pixels.shape[2], pixels.shape[3]))
+        masks: list[torch.Tensor | None] = [mask]
+        warnings: list[str] = []
+        if operator == "inpaint mask":
+            masks = fill_masks_for_images(mask, pixels.shape[0], height, width, mask_threshold)
+            share = max(soft_mask_share(m) for m in masks)
+            if share > SOFT_MASK_WARNING_SHARE:
+                warnings.append(f"warning: {share:.0%} of the painted mask is soft (neither 0 nor 1); those "
+                                f"pixels are filled where the mask is >= mask_threshold {mask_threshold:g} "
+                                "and kept as measured elsewhere")
+            if all(m is masks[0] for m in masks):
+                masks = masks[:1]
+        ops_per_image = [build_operator(settings, height, width, m) for m in masks]
+        op = ops_per_image[0]
+        degradation = Degradation(op, sigma_y if clean else 0.0, settings,
+                                  {} if clean else {"user_measurement": True},
+                                  tuple(ops_per_image) if len(ops_per_image) > 1 else ())
+        if not degradation.operators:  # one operator: the whole batch measured at once
+            y = op.measure(pixels, sigma_y, seed) if clean else degradation.measurement_from_image(pixels)
+            measured, inverted = op.to_image(y), op.pseudo_inverse(y)
+        else:  # one mask per image: measurements of different lengths, one at a time
+            pictures, inverses = [], []
+            for index, op_i in enumerate(degradation.operators):
+                one = pixels[index:index + 1]
+                y = (op_i.measure(one, sigma_y, seed + index) if clean
+                     else degradation.measurement_from_image(one, index))
+                pictures.append(op_i.to_image(y))
+                inverses.append(op_i.pseudo_inverse(y))
+            measured, inverted = torch.cat(pictures), torch.cat(inverses)
+        result = (degradation, signed_to_comfy_image(measured), signed_to_comfy_image(inverted))
+        for line in warnings:
+            logging.warning("Degradation Operator: %s", line)
+        # ComfyUI shows a node's "ui" text; callers outside ComfyUI get the plain tuple when all is well
+        return {"ui": {"text": warnings}, "result": result} if warnings else result
 
 
 NODE_CLASS_MAPPINGS = {"DWGF_DegradationOperator": DegradationOperator}

@@ -64,7 +64,8 @@ class DemoModel:
         config = demo_model.load_config()
         require(prompt in [*config["prompts"], UNCONDITIONAL],
                 f"prompt {prompt!r} is unknown to the demo model: choose one of {config['prompts']}")
-        model = comfy_adapter.build_sd15_style_model(config["unet"], demo_model.load_tensors("unet"))
+        model = comfy_adapter.build_sd15_style_model(config["unet"], demo_model.load_tensors("unet"),
+                                                     vae_downscale=config["downscale_ratio"])
         require(abs(comfy_adapter.latent_scale_factor(model) - config["latent_scale_factor"]) < 1e-9,
                 "this ComfyUI's SD1.5 latent scale differs from the one the demo model was trained for")
         vae = comfy_adapter.build_kl_vae(demo_model.load_tensors("vae"), config["vae"]["ddconfig"],

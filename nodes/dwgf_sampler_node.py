@@ -12,7 +12,8 @@ from ..dwgf.flow import DWGFConfig, run_dwgf
 from ..dwgf.schedule import reference_levels
 from . import comfy_adapter
 from .common import CATEGORY, DEGRADATION_TYPE
-from .restoration import MeasurementBatch, sample_each_measurement
+from .memory_guard import MEMORY_CHECK_TOOLTIP, RunMemory
+from .restoration import MeasurementBatch, require_finite_inputs, sample_each_measurement
 
 
 def sampler_inputs() -> dict[str, Any]:
@@ -94,15 +95,20 @@ class DWGFSampler:
                               "tooltip": "Classifier-free guidance scale for the prior's noise prediction. "
                                          "1 = none (the reference)."}),
         })
-        optional = {"memory": (list(MEMORY_MODES), {"default": next(iter(MEMORY_MODES)), "tooltip": MEMORY_TOOLTIP})}
+        optional = {"memory": (list(MEMORY_MODES), {"default": next(iter(MEMORY_MODES)), "tooltip": MEMORY_TOOLTIP}),
+                    "memory_check": ("BOOLEAN", {"default": True, "tooltip": MEMORY_CHECK_TOOLTIP})}
         return {"required": required, "optional": optional}
 
     def sample(self, model: Any, positive: Any, negative: Any, vae: Any, degradation: Degradation,
                measurement: torch.Tensor, seed: int, steps: int, particles: int, learning_rate: float,
                prior_weight: float, ae_weight: float, decoder_noise: float, cfg: float,
-               memory: str = next(iter(MEMORY_MODES))) -> tuple[dict]:
+               memory: str = next(iter(MEMORY_MODES)), memory_check: bool = True) -> tuple[dict]:
         require(memory in MEMORY_MODES, f"memory must be one of {list(MEMORY_MODES)}, got {memory!r}")
+        require_finite_inputs(cfg=cfg, learning_rate=learning_rate, prior_weight=prior_weight, ae_weight=ae_weight,
+                              decoder_noise=decoder_noise)
         chunk, checkpointed = MEMORY_MODES[memory]
+        others = tuple((name, *mode) for name, mode in MEMORY_MODES.items() if name != memory)
+        run_memory = RunMemory(memory, chunk, checkpointed, check=bool(memory_check), alternatives=others)
         config = DWGFConfig(particles=particles, steps=steps, lr=learning_rate, prior_weight=prior_weight,
                             ae_weight=ae_weight, decoder_noise=decoder_noise, seed=seed, particle_chunk=chunk,
                             checkpoint_decoder=checkpointed)
@@ -110,12 +116,12 @@ class DWGFSampler:
         levels = reference_levels(comfy_adapter.model_alphas_cumprod(model), config.steps,
                                   config.first_timestep, config.last_timestep)
 
-        def solve(denoiser, autoencoder, y, device, callback):
-            return run_dwgf(denoiser, autoencoder, config, problem.latent_shape, degradation.operator, y,
+        def solve(denoiser, autoencoder, operator, y, device, callback):
+            return run_dwgf(denoiser, autoencoder, config, problem.latent_shape, operator, y,
                             levels=levels, device=device, callback=callback)
 
         return (sample_each_measurement(model, positive, negative, vae, problem, cfg, seed, levels, particles,
-                                        solve),)
+                                        solve, run_memory),)
 
 
 NODE_CLASS_MAPPINGS = {"DWGF_Sampler": DWGFSampler}

@@ -11,14 +11,13 @@ from ..dwgf.errors import require
 from ..dwgf.operators import Inpainting
 from . import comfy_adapter
 from .common import CATEGORY, DEGRADATION_TYPE
-from .restoration import particles_per_image
+from .restoration import check_vae_of_particles, particles_per_image
 
 
 def paste_measured_pixels(images: torch.Tensor, degradation: Degradation, measurement: torch.Tensor,
                        particles: int) -> torch.Tensor:
     """Put the exactly measured pixels of an inpainting problem back (ComfyUI IMAGE layout)."""
-    operator = degradation.operator
-    if not isinstance(operator, Inpainting):
+    if not isinstance(degradation.operator, Inpainting):
         return images
     require(images.shape[0] == measurement.shape[0] * particles,
             f"measurement has {measurement.shape[0]} images but the particles belong to "
@@ -26,7 +25,8 @@ def paste_measured_pixels(images: torch.Tensor, degradation: Degradation, measur
     require(tuple(measurement.shape[1:3]) == tuple(images.shape[1:3]),
             f"measurement is {measurement.shape[1]}x{measurement.shape[2]} but the particles decode to "
             f"{images.shape[1]}x{images.shape[2]}: connect the measurement the sampler used")
-    known = operator.known.to(images.device)[None, :, :, None].float()
+    known = torch.stack([degradation.operator_for(i).known for i in range(measurement.shape[0])])
+    known = known.to(images.device)[..., None].float().repeat_interleave(particles, dim=0)
     source = measurement[..., :3].to(images).repeat_interleave(particles, dim=0)
     return known * source + (1 - known) * images
 
@@ -79,6 +79,7 @@ class ParticleDecode:
                degradation: Degradation | None = None,
                measurement: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         count = particles_per_image(particles)
+        check_vae_of_particles(particles, vae)
         images = comfy_adapter.decode_latents(vae, particles["samples"])
         if paste_known_pixels:
             require(degradation is not None and measurement is not None,

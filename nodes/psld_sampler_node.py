@@ -11,7 +11,8 @@ from ..dwgf.psld import PSLDConfig, psld_levels, reference_weights, run_psld
 from . import comfy_adapter
 from .common import CATEGORY
 from .dwgf_sampler_node import sampler_inputs
-from .restoration import MeasurementBatch, sample_each_measurement
+from .memory_guard import MEMORY_CHECK_TOOLTIP, RunMemory
+from .restoration import MeasurementBatch, require_finite_inputs, sample_each_measurement
 
 AUTO = -1.0
 
@@ -49,11 +50,13 @@ class PSLDSampler:
             "cfg": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 30.0, "step": 0.1, "round": 0.01,
                               "tooltip": "Classifier-free guidance scale; 1 = none."}),
         })
-        return {"required": required}
+        return {"required": required,
+                "optional": {"memory_check": ("BOOLEAN", {"default": True, "tooltip": MEMORY_CHECK_TOOLTIP})}}
 
     def sample(self, model: Any, positive: Any, negative: Any, vae: Any, degradation: Degradation,
                measurement: torch.Tensor, seed: int, steps: int, particles: int, omega: float, gamma: float,
-               cfg: float) -> tuple[dict]:
+               cfg: float, memory_check: bool = True) -> tuple[dict]:
+        require_finite_inputs(omega=omega, gamma=gamma, cfg=cfg)
         reference_omega, reference_gamma = reference_weights(degradation.operator)
         config = PSLDConfig(particles=particles, steps=steps, seed=seed,
                             omega=reference_omega if omega < 0 else omega,
@@ -61,12 +64,13 @@ class PSLDSampler:
         problem = MeasurementBatch.prepare(model, vae, degradation, measurement)
         levels = psld_levels(comfy_adapter.model_alphas_cumprod(model), config)
 
-        def solve(denoiser, autoencoder, y, device, callback):
-            return run_psld(denoiser, autoencoder, config, problem.latent_shape, degradation.operator, y,
+        def solve(denoiser, autoencoder, operator, y, device, callback):
+            return run_psld(denoiser, autoencoder, config, problem.latent_shape, operator, y,
                             levels=levels, device=device, callback=callback)
 
+        memory = RunMemory("all samples at once", 0, psld=True, check=bool(memory_check))
         return (sample_each_measurement(model, positive, negative, vae, problem, cfg, seed, levels, particles,
-                                        solve, differentiable_model=True),)
+                                        solve, memory, differentiable_model=True),)
 
 
 NODE_CLASS_MAPPINGS = {"DWGF_PSLDSampler": PSLDSampler}

@@ -3,6 +3,7 @@ LATENT layout of particles."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,8 +14,7 @@ from ..dwgf.degradation import Degradation
 from ..dwgf.errors import require
 from ..dwgf.imaging import comfy_image_to_signed
 from . import comfy_adapter
-
-PARTICLES_KEY = "dwgf_particles"
+from .memory_guard import RunMemory, check_run_memory
 
 
 @dataclass(frozen=True)
@@ -41,44 +41,82 @@ class MeasurementBatch:
         latent_shape = (comfy_adapter.model_latent_channels(model), operator.height // factor, operator.width // factor)
         return cls(degradation, images, latent_shape)
 
-    def measurements(self) -> Iterator[torch.Tensor]:
-        """``y`` of each measurement image in turn, batch 1."""
+    def measurements(self) -> Iterator[tuple[Any, torch.Tensor]]:
+        """Each measurement image's operator and ``y``, in turn (batch 1)."""
         for index in range(self.images.shape[0]):
-            yield self.degradation.measurement_from_image(self.images[index:index + 1])
+            yield (self.degradation.operator_for(index),
+                   self.degradation.measurement_from_image(self.images[index:index + 1], index))
 
 
-def particles_latent(samples: torch.Tensor, particles: int) -> dict[str, Any]:
-    """A LATENT whose batch holds ``particles`` consecutive particles per measurement image."""
-    return {"samples": samples, PARTICLES_KEY: int(particles)}
+PARTICLES_KEY = "dwgf_particles"
+IMAGES_KEY = "dwgf_images"
+VAE_KEY = "dwgf_vae"
+BATCHING_NODES = "Repeat Latent Batch, Latent Batch, Latent From Batch, Rebatch Latents"
+
+
+def particles_latent(samples: torch.Tensor, particles: int, images: int, vae: Any) -> dict[str, Any]:
+    """A LATENT whose batch holds ``particles`` consecutive particles for each of ``images``
+    measurement images, remembering the VAE it belongs to (checked by Particle Decode)."""
+    return {"samples": samples, PARTICLES_KEY: int(particles), IMAGES_KEY: int(images),
+            VAE_KEY: comfy_adapter.vae_identity(vae)}
 
 
 def particles_per_image(latent: dict[str, Any]) -> int:
     """How many consecutive latents belong to one image (1 for a LATENT from elsewhere)."""
     count = int(latent.get(PARTICLES_KEY, 1))
     batch = latent["samples"].shape[0]
-    require(count >= 1 and batch % count == 0,
-            f"particles: the LATENT holds {batch} latents, not a whole number of groups of {count} particles; "
-            "connect the sampler's output directly, without batching nodes in between")
+    images = latent.get(IMAGES_KEY)
+    expected = count * int(images) if images is not None else None
+    require(count >= 1 and batch % count == 0 and (expected is None or batch == expected),
+            f"particles: the LATENT holds {batch} latents, but the sampler made {expected or '?'} "
+            f"({images or '?'} images x {count} particles); a batching node between the sampler and "
+            f"Particle Decode ({BATCHING_NODES}) changed it: connect the sampler's output directly")
     return count
+
+
+def check_vae_of_particles(latent: dict[str, Any], vae: Any) -> None:
+    """Particle Decode's VAE must be the kind the particles were made with."""
+    made_with = latent.get(VAE_KEY)
+    if made_with is None:
+        return
+    given = comfy_adapter.vae_identity(vae)
+    require(given == made_with,
+            f"vae: these particles were made with a VAE of {made_with['latent_channels']} latent channels and "
+            f"downscale {made_with['downscale']}, but this VAE has {given['latent_channels']} and "
+            f"{given['downscale']}: connect the VAE the sampler used")
+
+
+def require_finite_inputs(**values: float) -> None:
+    """NaN or infinite sampler settings are named before the run (ComfyUI's min/max checks let NaN
+    through), so a run never fails later with the blame on another input."""
+    for name, value in values.items():
+        require(isinstance(value, (int, float)) and math.isfinite(value),
+                f"{name} is {value!r}: it must be a finite number. A NaN or infinite value usually comes from "
+                f"a math or primitive node wired into '{name}', or from NaN in an API prompt")
 
 
 def sample_each_measurement(model: Any, positive: Any, negative: Any, vae: Any, problem: MeasurementBatch,
                             cfg: float, seed: int, levels: list, particles: int, solve: Callable,
-                            differentiable_model: bool = False) -> dict[str, Any]:
+                            memory: RunMemory, differentiable_model: bool = False) -> dict[str, Any]:
     """Run a core sampler once per measurement image through ComfyUI; returns the particles LATENT.
 
-    ``solve(denoiser, autoencoder, y, device, callback)`` is the core run (DWGF or PSLD) and returns
-    model-space latents; its callback's ``info["denoised"]`` (if any) is what the live preview shows.
+    ``solve(denoiser, autoencoder, operator, y, device, callback)`` is the core run (DWGF or PSLD) and
+    returns model-space latents; its callback's ``info["denoised"]`` (if any) is what the live preview
+    shows. Before the first run the memory guard compares the estimated working memory with what
+    the device has free (``memory``); Cancel is honoured inside every network call.
     """
     sigmas = torch.tensor([level.k_sigma for level in levels], dtype=torch.float64)
     results = []
-    for y in problem.measurements():
-        def run(denoiser: Any, device: torch.device, on_step: Callable, y: torch.Tensor = y) -> torch.Tensor:
+    for operator, y in problem.measurements():
+        def run(denoiser: Any, device: torch.device, on_step: Callable, y: torch.Tensor = y,
+                operator: Any = operator) -> torch.Tensor:
             autoencoder = comfy_adapter.prepare_vae(vae, model)
-            return solve(denoiser, autoencoder, y.to(device), device,
-                         lambda k, total, z, info: on_step(k, info.get("denoised", z)))
+            check_run_memory(autoencoder, problem.latent_shape, particles, memory, device)
+            with comfy_adapter.interruptible_networks(vae, model):
+                return solve(denoiser, autoencoder, operator, y.to(device), device,
+                             lambda k, total, z, info: on_step(k, info.get("denoised", z)))
 
         results.append(comfy_adapter.sample_with_comfyui(
             model, positive, negative, cfg, sigmas, (particles, *problem.latent_shape), seed, run,
             differentiable_model=differentiable_model))
-    return particles_latent(torch.cat(results), particles)
+    return particles_latent(torch.cat(results), particles, len(results), vae)

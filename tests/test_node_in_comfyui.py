@@ -84,9 +84,12 @@ def test_free_form_mask_follows_comfyui_convention(comfy_nodes, picture) -> None
 @pytest.mark.parametrize(
     ("overrides", "words"),
     [
-        ({"operator": "inpaint mask", "mask": torch.zeros(1, 32, 32)}, ["mask is 32x32", "64x64"]),
+        ({"operator": "inpaint mask", "mask": torch.ones(1, 32, 32)}, ["mask is 32x32", "64x64"]),
         ({"operator": "inpaint mask"}, ["needs a mask"]),
-        ({"operator": "inpaint mask", "mask": torch.zeros(1, 64, 64)}, ["hides no pixel"]),
+        ({"operator": "inpaint mask", "mask": torch.zeros(1, 64, 64)}, ["no painted mask", "MaskEditor"]),
+        ({"operator": "inpaint mask", "mask": torch.zeros(1, 32, 32)}, ["no painted mask", "64x64"]),
+        ({"operator": "inpaint mask", "mask": torch.full((1, 64, 64), 0.3)}, ["mask_threshold 0.5", "0.3"]),
+        ({"operator": "inpaint mask", "mask": torch.ones(2, 64, 64)}, ["2 masks", "1 images"]),
         ({"operator": "inpaint mask", "mask": torch.ones(1, 64, 64)}, ["hides every pixel"]),
         ({"operator": "super-resolution avg-pool", "scale_factor": 3}, ["scale factor 3 does not divide", "63x63"]),
         ({"operator": "gaussian blur", "kernel_size": 81}, ["kernel 81x81 is larger than the 64x64 image"]),

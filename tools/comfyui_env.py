@@ -137,3 +137,19 @@ def pack_submodule(dotted: str) -> ModuleType:
 def scratch_dir() -> Path:
     import_comfyui()
     return _IMPORTED["scratch"]  # type: ignore[return-value]
+
+
+def call_node(node_id: str, **inputs: object) -> object:
+    """Run one node as ComfyUI's executor does: a fresh instance, inside ``torch.inference_mode()``."""
+    import torch
+
+    node_class = import_comfyui().NODE_CLASS_MAPPINGS[node_id]
+    with torch.inference_mode():
+        return getattr(node_class(), node_class.FUNCTION)(**inputs)
+
+
+def node_defaults(node_id: str) -> dict[str, object]:
+    """The default of every widget input of a node (required and optional), from ``INPUT_TYPES``."""
+    sections = import_comfyui().NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()
+    return {name: spec[1]["default"] for section in sections.values() for name, spec in section.items()
+            if len(spec) > 1 and isinstance(spec[1], dict) and "default" in spec[1]}
