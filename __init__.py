@@ -4,6 +4,9 @@ Drop this folder into ``ComfyUI/custom_nodes/``. The algorithms live in ``dwgf/`
 ``nodes/`` adapts them to ComfyUI's MODEL, VAE and CONDITIONING.
 """
 
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+if __package__:  # imported as a package, as ComfyUI's loader does
+    from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+else:  # read as a lone file (pytest collecting a checkout whose folder name is no Python name)
+    NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = {}, {}
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
