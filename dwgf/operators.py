@@ -134,9 +134,57 @@ def _with_tensors_on(obj: object, device: torch.device) -> object:
     for name, value in vars(obj).items():
         if isinstance(value, torch.Tensor):
             setattr(moved, name, value.detach().to(device).clone())
-        elif isinstance(value, (AxisGather, SeparableStridedFilter)):
+        elif isinstance(value, (AxisGather, SeparableStridedFilter, LinearOperator)):
             setattr(moved, name, _with_tensors_on(value, device))
     return moved
+
+
+class OnCanvas(LinearOperator):
+    """An operator for ``H × W`` images applied to the top-left ``H × W`` of a larger canvas.
+
+    A photo whose size the VAE's factor does not divide is restored on the next larger canvas the
+    VAE can handle; the extra rows and columns are simply not measured (``A`` crops them away, ``Aᵀ``
+    pads with zeros), so they never bias the data term, and Particle Decode crops them off again.
+    """
+
+    def __init__(self, inner: LinearOperator, height: int, width: int) -> None:
+        require(height >= inner.height and width >= inner.width,
+                f"the canvas {height}x{width} is smaller than the image {inner.height}x{inner.width}")
+        super().__init__(height, width, inner.channels)
+        self.inner = inner
+        self.name = inner.name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner.forward(x[..., : self.inner.height, : self.inner.width])
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return F.pad(self.inner.adjoint(y), (0, self.width - self.inner.width, 0, self.height - self.inner.height))
+
+    def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor:
+        """The photo's own ``A†y``, its border repeated over the canvas (works for 1-pixel-wide images)."""
+        small = self.inner.pseudo_inverse(y)
+        return F.pad(small, (0, self.width - self.inner.width, 0, self.height - self.inner.height), mode="replicate")
+
+    def image_size_of_measurement(self) -> tuple[int, int]:
+        return self.inner.image_size_of_measurement()
+
+    def to_image(self, y: torch.Tensor) -> torch.Tensor:
+        return self.inner.to_image(y)
+
+    def from_image(self, image: torch.Tensor) -> torch.Tensor:
+        return self.inner.from_image(image)
+
+    def describe(self) -> str:
+        return f"{self.inner.describe()} on a {self.height}x{self.width} canvas"
+
+
+def on_canvas(operator: LinearOperator, multiple: int) -> LinearOperator:
+    """``operator`` on the smallest canvas whose sides are multiples of ``multiple`` (itself if it fits)."""
+    height = -(-operator.height // multiple) * multiple
+    width = -(-operator.width // multiple) * multiple
+    if (height, width) == (operator.height, operator.width):
+        return operator
+    return OnCanvas(operator, height, width)
 
 
 def seeded_normal(shape: tuple[int, ...] | torch.Size, seed: int) -> torch.Tensor:

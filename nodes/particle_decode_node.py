@@ -11,7 +11,8 @@ from ..dwgf.errors import require
 from ..dwgf.operators import Inpainting
 from . import comfy_adapter
 from .common import CATEGORY, DEGRADATION_TYPE
-from .restoration import check_vae_of_particles, particles_per_image
+from .restoration import check_vae_of_particles, crop_to_image_size
+from .restoration import particles_per_image as particles_in_latent
 
 
 def paste_measured_pixels(images: torch.Tensor, degradation: Degradation, measurement: torch.Tensor,
@@ -72,15 +73,19 @@ class ParticleDecode:
             "optional": {
                 "degradation": (DEGRADATION_TYPE, {"tooltip": "The degradation the sampler used (for pasting)."}),
                 "measurement": ("IMAGE", {"tooltip": "The measurement the sampler used (for pasting)."}),
+                "particles_per_image": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip":
+                                        "0 = as the DWGF/PSLD Sampler recorded it. For a LATENT from SamplerCustom "
+                                        "with the DWGF custom SAMPLER, the batch size of its empty latent."}),
             },
         }
 
     def decode(self, particles: dict[str, Any], vae: Any, paste_known_pixels: bool,
                degradation: Degradation | None = None,
-               measurement: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        count = particles_per_image(particles)
+               measurement: torch.Tensor | None = None,
+               particles_per_image: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        count = particles_in_latent(particles, particles_per_image)
         check_vae_of_particles(particles, vae)
-        images = comfy_adapter.decode_latents(vae, particles["samples"])
+        images = crop_to_image_size(comfy_adapter.decode_latents(vae, particles["samples"]), particles)
         if paste_known_pixels:
             require(degradation is not None and measurement is not None,
                     "paste_known_pixels needs the degradation and the measurement inputs connected")

@@ -13,17 +13,25 @@ import torch
 from ..dwgf.degradation import Degradation
 from ..dwgf.errors import require
 from ..dwgf.imaging import comfy_image_to_signed
+from ..dwgf.operators import on_canvas
 from . import comfy_adapter
 from .memory_guard import RunMemory, check_run_memory
 
 
 @dataclass(frozen=True)
 class MeasurementBatch:
-    """The measurement images of one sampler call, checked against the operator, model and VAE."""
+    """The measurement images of one sampler call, checked against the operator, model and VAE.
+
+    Any image size works: when the VAE's factor does not divide it, the problem is solved on the
+    next larger canvas it does divide (``dwgf.operators.OnCanvas``: the extra pixels are not
+    measured) and Particle Decode crops the result back to ``image_size``.
+    """
 
     degradation: Degradation
     images: torch.Tensor  # (B, 3, h, w) in [-1, 1]
     latent_shape: tuple[int, int, int]
+    image_size: tuple[int, int]
+    factor: int
 
     @classmethod
     def prepare(cls, model: Any, vae: Any, degradation: Degradation, measurement: torch.Tensor) -> MeasurementBatch:
@@ -33,44 +41,53 @@ class MeasurementBatch:
         operator = degradation.operator
         operator.check_measurement_image(images)
         factor = comfy_adapter.vae_downscale_ratio(vae)
-        require(operator.height % factor == 0 and operator.width % factor == 0,
-                f"the restored image would be {operator.height}x{operator.width}, which the VAE's downscale "
-                f"factor {factor} does not divide: crop or resize the image to a multiple of {factor} "
-                f"(e.g. {operator.height - operator.height % factor}x{operator.width - operator.width % factor}) "
-                "before the Degradation Operator")
-        latent_shape = (comfy_adapter.model_latent_channels(model), operator.height // factor, operator.width // factor)
-        return cls(degradation, images, latent_shape)
+        canvas = on_canvas(operator, factor)
+        latent_shape = (comfy_adapter.model_latent_channels(model), canvas.height // factor, canvas.width // factor)
+        return cls(degradation, images, latent_shape, (operator.height, operator.width), factor)
 
     def measurements(self) -> Iterator[tuple[Any, torch.Tensor]]:
-        """Each measurement image's operator and ``y``, in turn (batch 1)."""
+        """Each measurement image's operator (on the VAE's canvas) and ``y``, in turn (batch 1)."""
         for index in range(self.images.shape[0]):
-            yield (self.degradation.operator_for(index),
+            yield (on_canvas(self.degradation.operator_for(index), self.factor),
                    self.degradation.measurement_from_image(self.images[index:index + 1], index))
 
 
 PARTICLES_KEY = "dwgf_particles"
 IMAGES_KEY = "dwgf_images"
 VAE_KEY = "dwgf_vae"
+IMAGE_SIZE_KEY = "dwgf_image_size"
 BATCHING_NODES = "Repeat Latent Batch, Latent Batch, Latent From Batch, Rebatch Latents"
 
 
-def particles_latent(samples: torch.Tensor, particles: int, images: int, vae: Any) -> dict[str, Any]:
+def particles_latent(samples: torch.Tensor, particles: int, images: int, vae: Any,
+                     image_size: tuple[int, int]) -> dict[str, Any]:
     """A LATENT whose batch holds ``particles`` consecutive particles for each of ``images``
-    measurement images, remembering the VAE it belongs to (checked by Particle Decode)."""
+    measurement images, remembering the VAE it belongs to (checked by Particle Decode) and the
+    photo's size (the latents may cover a slightly larger canvas)."""
     return {"samples": samples, PARTICLES_KEY: int(particles), IMAGES_KEY: int(images),
-            VAE_KEY: comfy_adapter.vae_identity(vae)}
+            VAE_KEY: comfy_adapter.vae_identity(vae), IMAGE_SIZE_KEY: [int(image_size[0]), int(image_size[1])]}
 
 
-def particles_per_image(latent: dict[str, Any]) -> int:
-    """How many consecutive latents belong to one image (1 for a LATENT from elsewhere)."""
-    count = int(latent.get(PARTICLES_KEY, 1))
+def crop_to_image_size(images: torch.Tensor, latent: dict[str, Any]) -> torch.Tensor:
+    """Decoded particles (ComfyUI IMAGE layout) cut back to the photo's size, when it was padded."""
+    size = latent.get(IMAGE_SIZE_KEY)
+    if size is None:
+        return images
+    return images[:, : int(size[0]), : int(size[1]), :]
+
+
+def particles_per_image(latent: dict[str, Any], given: int = 0) -> int:
+    """How many consecutive latents belong to one image: ``given`` when > 0, else as the sampler
+    recorded it (1 for a LATENT from elsewhere)."""
+    count = int(given) if given > 0 else int(latent.get(PARTICLES_KEY, 1))
     batch = latent["samples"].shape[0]
-    images = latent.get(IMAGES_KEY)
+    images = latent.get(IMAGES_KEY) if given <= 0 else None
     expected = count * int(images) if images is not None else None
     require(count >= 1 and batch % count == 0 and (expected is None or batch == expected),
             f"particles: the LATENT holds {batch} latents, but the sampler made {expected or '?'} "
             f"({images or '?'} images x {count} particles); a batching node between the sampler and "
-            f"Particle Decode ({BATCHING_NODES}) changed it: connect the sampler's output directly")
+            f"Particle Decode ({BATCHING_NODES}) changed it, or particles_per_image does not divide it: "
+            "connect the sampler's output directly")
     return count
 
 
@@ -119,4 +136,4 @@ def sample_each_measurement(model: Any, positive: Any, negative: Any, vae: Any, 
         results.append(comfy_adapter.sample_with_comfyui(
             model, positive, negative, cfg, sigmas, (particles, *problem.latent_shape), seed, run,
             differentiable_model=differentiable_model))
-    return particles_latent(torch.cat(results), particles, len(results), vae)
+    return particles_latent(torch.cat(results), particles, len(results), vae, problem.image_size)
