@@ -206,6 +206,40 @@ def sample_with_comfyui(model: Any, positive: Any, negative: Any, cfg: float, si
                                       negative, latent, callback=comfy_callback, disable_pbar=True, seed=seed)
 
 
+class GuidedModel:
+    """The MODEL-like view (``.model`` = the BaseModel) of the guided model ComfyUI hands a sampler,
+    for the checks and VAE preparation that take a MODEL."""
+
+    def __init__(self, guided: Any) -> None:
+        self.model = guided.inner_model.inner_model  # KSamplerX0Inpaint → CFG guider → BaseModel
+
+
+def custom_sampler(run: Callable[..., torch.Tensor]) -> Any:
+    """A SAMPLER for SamplerCustom / SamplerCustomAdvanced that runs ``run`` with the user's sigmas.
+
+    ``run(model, denoiser, unit_noise, sigmas, seed, device, on_step)`` returns model-space latents
+    of ``unit_noise``'s shape; ``model`` is a :class:`GuidedModel`; ``unit_noise`` is the noise the
+    user's noise source drew, before ComfyUI scaled it to the first sigma.
+    """
+
+    def sampler_function(guided, noise, sigmas, extra_args=None, callback=None, disable=None, **_):
+        model = GuidedModel(guided)
+        denoiser = GuidedDenoiser(guided, dict(extra_args or {}), model_alphas_cumprod(model))
+        unit_noise = getattr(guided, "noise", None)
+        seed = int((extra_args or {}).get("seed", 0) or 0)
+
+        def on_step(step: int, preview: torch.Tensor) -> None:
+            throw_if_interrupted()
+            if callback is not None:
+                callback({"i": step, "denoised": preview.detach(), "x": preview.detach(),
+                          "sigma": sigmas[step], "sigma_hat": sigmas[step]})
+
+        with torch.inference_mode(False), torch.enable_grad():
+            return run(model, denoiser, unit_noise, sigmas, seed, noise.device, on_step).to(noise)
+
+    return comfy.samplers.KSAMPLER(sampler_function)
+
+
 class autograd_through_unet:  # noqa: N801 - used as a context manager, reads like one
     """Let autograd run through the UNet for the duration of a run.
 
