@@ -75,3 +75,16 @@ def test_dwgf_runs_inside_comfyuis_custom_sampling_nodes(server, advanced: bool)
 
 
 HOLE_GAIN_DB = 1.0
+
+
+def test_the_custom_sampling_template_runs_as_shipped(server) -> None:
+    import json
+    from pathlib import Path
+
+    prompt = json.loads((Path(__file__).resolve().parents[1] / "workflows" / "api" / "custom_box_inpainting.json")
+                        .read_text())
+    prompt["5"]["inputs"]["steps"] = 10  # the template's 100 noise levels, cut for the test
+    result = server.run(prompt, silence=300)
+    names = sorted(e["filename"].rsplit("_", 2)[0] for e in result.output_images())
+    assert names.count("5_dwgf_particles") == 4 and names.count("4_dwgf_mean") == 1
+    assert image(server, result, "4_dwgf_mean").shape == (32, 32, 3)

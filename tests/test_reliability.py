@@ -57,6 +57,9 @@ def write_pictures(folder: Path) -> None:
         mask = np.zeros((SIDE, SIDE, 3), dtype=np.uint8)
         mask[top:top + 10, left:left + 12] = 255
         Image.fromarray(mask).save(folder / name)
+    jpeg = np.zeros((SIDE, SIDE, 3), dtype=np.uint8)
+    jpeg[2:12, 2:14] = 255
+    Image.fromarray(jpeg).save(folder / "mask_jpeg.jpg", quality=60)  # ringing around the edges
     gradient = np.zeros((SIDE, SIDE, 3), dtype=np.uint8)
     gradient[8:24, 8:24] = np.round(np.linspace(0.4, 0.6, 16) * 255).astype(np.uint8)[None, :, None]
     Image.fromarray(gradient).save(folder / "mask_soft.png")
@@ -266,6 +269,17 @@ def test_a_soft_mask_is_read_through_the_threshold_with_a_warning(served) -> Non
         assert "100% of the painted mask is soft" in warning and f"mask_threshold {threshold:g}" in warning
     # the gradient runs 0.4 → 0.6 over 16 columns: a lower threshold fills more of it
     assert holes[0.45] > holes[0.55] > 0
+
+
+def test_a_jpeg_compressed_mask_is_read_as_the_mask_that_was_painted(served) -> None:
+    prompt = restoration({**held_out(), **mask_batch("mask_jpeg.jpg")}, ["2", 0], operator="inpaint mask",
+                         degradation={"mask": ["13", 0]})
+    result = served.run(prompt, silence=300)
+    (measured,) = images_of(served, result, "rel/measurement")
+    hole = (np.abs(measured - 127.5) < 1).all(-1)
+    assert np.array_equal(hole, box(2, 2))  # JPEG noise stays on the right side of the threshold
+    soft = np.asarray(Image.open(served.input_dir / "mask_jpeg.jpg").convert("L")).astype(int)
+    assert ((soft > 2) & (soft < 253)).sum() > 20  # the mask really is soft
 
 
 def test_a_photo_without_a_painted_mask_says_how_to_paint_one(served) -> None:

@@ -55,6 +55,10 @@ FAMILIES = {
     "sd15": "SD 1.5 through ComfyUI's own loaders: choose your checkpoint in Load Checkpoint and your photo in "
             "Load Image (about 512x512, sides a multiple of 8{lowres}). The empty prompt on positive and negative "
             "with cfg 1 is the method's reference; 998 steps, 4 particles.",
+    "custom": "DWGF inside ComfyUI's own custom sampling: the DWGF Sampler (custom sampling) node is the SAMPLER "
+              "of a stock SamplerCustom, with the schedule from BasicScheduler (any scheduler works; one DWGF "
+              "iteration per noise level) and the particles from the demo model's empty latent (batch 4 = 4 "
+              "particles; set Particle Decode's particles_per_image to the same). Runs as is on the demo model.",
     "sdxl": "SDXL through ComfyUI's own loaders: choose your checkpoint in Load Checkpoint and your photo in "
             "Load Image (about 1024x1024, sides a multiple of 8{lowres}). The sampler's memory is set to 'least "
             "memory' (the lowest peak for 1024²); 998 steps, 4 particles.",
@@ -63,7 +67,7 @@ FAMILIES = {
 
 def note_text(name: str) -> str:
     family, task = name.split("_", 1)
-    text = TASKS[task].format(box="the centre half" if family == "demo" else "the paper's reference box")
+    text = TASKS[task].format(box="the centre half" if family in ("demo", "custom") else "the paper's reference box")
     lowres = ""
     if task == "super_resolution_x4":
         lowres = ": load the LOW-resolution photo, 128x128 for a 512 result" if family == "sd15" else \
