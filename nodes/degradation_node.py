@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 
 import torch
+import torch.nn.functional as F
 
 from ..dwgf.degradation import (
     OPERATOR_KINDS,
     SOFT_MASK_WARNING_SHARE,
+    SUPER_RESOLUTION_KINDS,
     Degradation,
     OperatorSettings,
     build_operator,
@@ -109,6 +111,14 @@ class DegradationOperator:
         clean = image_is == IMAGE_IS_CLEAN
         height, width = ((pixels.shape[2], pixels.shape[3]) if clean
                          else clean_size_for_measurement(settings, pixels.shape[2], pixels.shape[3]))
+        info: dict = {} if clean else {"user_measurement": True}
+        factor = scale_factor if operator in SUPER_RESOLUTION_KINDS else 1
+        if clean and (height % factor or width % factor):
+            # A clean photo the scale factor does not divide: simulate on the next multiple of it
+            # (the border repeated); the samplers restore that canvas and Particle Decode crops it back.
+            info["image_size"] = (height, width)
+            height, width = -(-height // factor) * factor, -(-width // factor) * factor
+            pixels = F.pad(pixels, (0, width - pixels.shape[3], 0, height - pixels.shape[2]), mode="replicate")
         masks: list[torch.Tensor | None] = [mask]
         warnings: list[str] = []
         if operator == "inpaint mask":
@@ -122,8 +132,7 @@ class DegradationOperator:
                 masks = masks[:1]
         ops_per_image = [build_operator(settings, height, width, m) for m in masks]
         op = ops_per_image[0]
-        degradation = Degradation(op, sigma_y if clean else 0.0, settings,
-                                  {} if clean else {"user_measurement": True},
+        degradation = Degradation(op, sigma_y if clean else 0.0, settings, info,
                                   tuple(ops_per_image) if len(ops_per_image) > 1 else ())
         if not degradation.operators:  # one operator: the whole batch measured at once
             y = op.measure(pixels, sigma_y, seed) if clean else degradation.measurement_from_image(pixels)
@@ -137,6 +146,8 @@ class DegradationOperator:
                 pictures.append(op_i.to_image(y))
                 inverses.append(op_i.pseudo_inverse(y))
             measured, inverted = torch.cat(pictures), torch.cat(inverses)
+        if "image_size" in info:
+            inverted = inverted[..., : info["image_size"][0], : info["image_size"][1]]
         result = (degradation, signed_to_comfy_image(measured), signed_to_comfy_image(inverted))
         for line in warnings:
             logging.warning("Degradation Operator: %s", line)

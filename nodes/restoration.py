@@ -43,7 +43,8 @@ class MeasurementBatch:
         factor = comfy_adapter.vae_downscale_ratio(vae)
         canvas = on_canvas(operator, factor)
         latent_shape = (comfy_adapter.model_latent_channels(model), canvas.height // factor, canvas.width // factor)
-        return cls(degradation, images, latent_shape, (operator.height, operator.width), factor)
+        image_size = tuple(degradation.info.get("image_size", (operator.height, operator.width)))
+        return cls(degradation, images, latent_shape, image_size, factor)
 
     def measurements(self) -> Iterator[tuple[Any, torch.Tensor]]:
         """Each measurement image's operator (on the VAE's canvas) and ``y``, in turn (batch 1)."""

@@ -58,3 +58,15 @@ def test_a_photo_of_any_size_comes_back_at_its_size_with_its_pixels(server, heig
     known = (np.abs(measured - 127.5) > 1).any(-1)  # unmeasured pixels are shown mid-grey
     assert known.mean() > 0.15
     assert np.abs(mean[known] - photo[known].astype(int)).max() <= 1  # the measured pixels, exactly
+
+
+def test_super_resolution_of_a_clean_photo_of_any_size_comes_back_at_its_size(server) -> None:
+    """×3 of a 97×131 photo: neither the factor nor the VAE's 4 divides it."""
+    photo = np.random.default_rng(9).integers(0, 256, (97, 131, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(server.input_dir / "anysize_sr.png")
+    prompt = prompt_for("anysize_sr.png", "super-resolution avg-pool")
+    prompt["3"]["inputs"]["scale_factor"] = 3
+    result = server.run(prompt, silence=300)
+    (mean,) = downloaded(server, result, "mean")
+    (measured,) = downloaded(server, result, "measurement")
+    assert mean.shape == (97, 131, 3) and measured.shape == (33, 44, 3)

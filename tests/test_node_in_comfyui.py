@@ -72,6 +72,18 @@ def test_user_photo_is_used_as_the_measurement(comfy_nodes) -> None:
     assert torch.allclose((again + 1) / 2, picture.permute(0, 3, 1, 2).double(), atol=2e-3)
 
 
+def test_a_clean_photo_the_scale_factor_does_not_divide_is_simulated_on_the_next_multiple(comfy_nodes,
+                                                                                          picture) -> None:
+    degradation, measurement, upscaled = run_node(comfy_nodes, picture, operator="super-resolution avg-pool",
+                                                  scale_factor=3, sigma_y=0.0)
+    assert (degradation.operator.height, degradation.operator.width) == (66, 66)  # 64 up to a multiple of 3
+    assert degradation.info["image_size"] == (64, 64) and measurement.shape == (1, 22, 22, 3)
+    assert upscaled.shape == (1, 64, 64, 3)  # A†y cut back to the photo's size
+    padded = F.pad(picture.permute(0, 3, 1, 2), (0, 2, 0, 2), mode="replicate")
+    expected = F.avg_pool2d(padded, 3).permute(0, 2, 3, 1)
+    assert torch.allclose(measurement, expected, atol=1e-6)
+
+
 def test_free_form_mask_follows_comfyui_convention(comfy_nodes, picture) -> None:
     """ComfyUI's MASK is 1 = region to fill; those pixels are not measured."""
     mask = torch.zeros(1, 64, 64)
@@ -91,7 +103,6 @@ def test_free_form_mask_follows_comfyui_convention(comfy_nodes, picture) -> None
         ({"operator": "inpaint mask", "mask": torch.full((1, 64, 64), 0.3)}, ["mask_threshold 0.5", "0.3"]),
         ({"operator": "inpaint mask", "mask": torch.ones(2, 64, 64)}, ["2 masks", "1 images"]),
         ({"operator": "inpaint mask", "mask": torch.ones(1, 64, 64)}, ["hides every pixel"]),
-        ({"operator": "super-resolution avg-pool", "scale_factor": 3}, ["scale factor 3 does not divide", "63x63"]),
         ({"operator": "gaussian blur", "kernel_size": 81}, ["kernel 81x81 is larger than the 64x64 image"]),
         ({"sigma_y": -0.1}, ["sigma_y must be >= 0"]),
     ],

@@ -72,8 +72,8 @@ def test_bad_input_is_a_node_error_and_the_server_lives_on(server, input_picture
     from comfy_server import PromptFailed, PromptRejected
 
     prompt = load_workflow("degrade_sr_x4")
-    prompt["2"]["inputs"]["scale_factor"] = 3
-    with pytest.raises(PromptFailed, match="scale factor 3 does not divide"):
+    prompt["2"]["inputs"].update(operator="gaussian blur", kernel_size=81)
+    with pytest.raises(PromptFailed, match="kernel 81x81 is larger than the 64x64 image"):
         server.run(prompt, timeout=120)
     prompt["2"]["inputs"]["sigma_y"] = -1.0  # below the input's min: ComfyUI's own validation
     with pytest.raises(PromptRejected) as rejected:
