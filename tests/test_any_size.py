@@ -7,6 +7,7 @@ import io
 
 import numpy as np
 import pytest
+from api_prompts import degradation_inputs, dwgf_sampler_inputs
 from PIL import Image
 
 pytestmark = pytest.mark.server
@@ -15,14 +16,8 @@ SIZES = [(250, 250), (97, 131), (1, 64), (64, 1), (33, 35)]  # (height, width)
 
 
 def prompt_for(name: str, operator: str) -> dict:
-    degradation = {"image": ["2", 0], "image_is": "clean (simulate the measurement)", "operator": operator,
-                   "scale_factor": 4, "kernel_size": 9, "blur_sigma": 1.0, "motion_intensity": 0.5,
-                   "keep_probability": 0.3, "box_fraction": 0.5, "sigma_y": 0.0, "seed": 3, "padding": "reflect",
-                   "mask_threshold": 0.5}
-    sampler = {"model": ["1", 0], "positive": ["1", 3], "negative": ["1", 3], "vae": ["1", 1],
-               "degradation": ["3", 0], "measurement": ["3", 1], "seed": 0, "steps": 2, "particles": 2,
-               "learning_rate": 1.0, "prior_weight": 0.15, "ae_weight": 0.1, "decoder_noise": 0.01, "cfg": 1.0,
-               "memory": "fastest (all particles at once)", "memory_check": True}
+    degradation = degradation_inputs(["2", 0], operator, seed=3)
+    sampler = dwgf_sampler_inputs()
     return {
         "1": {"class_type": "DWGF_DemoModel", "inputs": {"prompt": "unconditional", "batch_size": 1}},
         "2": {"class_type": "LoadImage", "inputs": {"image": name}},

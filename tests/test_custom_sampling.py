@@ -6,6 +6,7 @@ import io
 
 import numpy as np
 import pytest
+from api_prompts import degradation_inputs
 from comfyui_env import comfyui_root, is_comfyui_2024
 from PIL import Image
 
@@ -14,11 +15,7 @@ PARTICLES = 3
 
 
 def custom_prompt(advanced: bool, seed: int = 5) -> dict:
-    degradation = {"image": ["2", 0], "image_is": "clean (simulate the measurement)",
-                   "operator": "inpaint box (centre)", "scale_factor": 4, "kernel_size": 9, "blur_sigma": 1.0,
-                   "motion_intensity": 0.5,
-                   "keep_probability": 0.3, "box_fraction": 0.5, "sigma_y": 0.0, "seed": 0, "padding": "reflect",
-                   "mask_threshold": 0.5}
+    degradation = degradation_inputs(["2", 0], "inpaint box (centre)")
     prompt = {
         "1": {"class_type": "DWGF_DemoModel", "inputs": {"prompt": "unconditional", "batch_size": PARTICLES}},
         "2": {"class_type": "DWGF_DemoHeldOutImages", "inputs": {"which": "photos", "start": 3, "count": 1}},

@@ -7,6 +7,7 @@ import io
 import numpy as np
 import pytest
 import torch
+from api_prompts import degradation_inputs, dwgf_sampler_inputs
 from PIL import Image
 
 from dwgf import regions
@@ -68,14 +69,8 @@ def test_a_wrong_photo_or_restoration_is_named() -> None:
 
 # -- through the server -------------------------------------------------------------------------
 def region_prompt(photo: str, mask: str, working_size: int, feather: int) -> dict:
-    degradation = {"image": ["5", 0], "image_is": "clean (simulate the measurement)", "operator": "inpaint mask",
-                   "scale_factor": 4, "kernel_size": 9, "blur_sigma": 1.0, "motion_intensity": 0.5,
-                   "keep_probability": 0.3, "box_fraction": 0.5, "sigma_y": 0.0, "seed": 0, "padding": "reflect",
-                   "mask_threshold": 0.5, "mask": ["5", 1]}
-    sampler = {"model": ["1", 0], "positive": ["1", 3], "negative": ["1", 3], "vae": ["1", 1],
-               "degradation": ["6", 0], "measurement": ["6", 1], "seed": 0, "steps": 30, "particles": 2,
-               "learning_rate": 1.0, "prior_weight": 0.15, "ae_weight": 0.1, "decoder_noise": 0.01, "cfg": 1.0,
-               "memory": "fastest (all particles at once)", "memory_check": True}
+    degradation = degradation_inputs(["5", 0], "inpaint mask", mask=["5", 1])
+    sampler = dwgf_sampler_inputs(degradation_node="6", steps=30)
     return {
         "1": {"class_type": "DWGF_DemoModel", "inputs": {"prompt": "unconditional", "batch_size": 1}},
         "2": {"class_type": "LoadImage", "inputs": {"image": photo}},

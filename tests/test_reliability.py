@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from api_prompts import degradation_inputs, dwgf_sampler_inputs
 from PIL import Image
 
 pytestmark = pytest.mark.server
 
 REPO = Path(__file__).resolve().parents[1]
-CLEAN = "clean (simulate the measurement)"
 SIDE = 32  # the demo model's held-out crops
 
 
@@ -68,23 +68,6 @@ def write_pictures(folder: Path) -> None:
 
 
 # -- building prompts -----------------------------------------------------------------------
-def degradation_inputs(image: list, operator: str, **overrides) -> dict:
-    inputs = {"image": image, "image_is": CLEAN, "operator": operator, "scale_factor": 4, "kernel_size": 9,
-              "blur_sigma": 1.0, "motion_intensity": 0.5, "keep_probability": 0.3, "box_fraction": 0.5,
-              "sigma_y": 0.0, "seed": 0, "padding": "reflect", "mask_threshold": 0.5}
-    inputs.update(overrides)
-    return inputs
-
-
-def sampler_inputs(steps: int = 2, particles: int = 2, **overrides) -> dict:
-    inputs = {"model": ["1", 0], "positive": ["1", 3], "negative": ["1", 3], "vae": ["1", 1],
-              "degradation": ["3", 0], "measurement": ["3", 1], "seed": 0, "steps": steps,
-              "particles": particles, "learning_rate": 1.0, "prior_weight": 0.15, "ae_weight": 0.1,
-              "decoder_noise": 0.01, "cfg": 1.0, "memory": "fastest (all particles at once)", "memory_check": True}
-    inputs.update(overrides)
-    return inputs
-
-
 def restoration(image_nodes: dict, image: list, operator: str = "inpaint box (centre)", sampler: dict | None = None,
                 degradation: dict | None = None, decode_vae: list | None = None, between: dict | None = None) -> dict:
     """demo model (1) → [image nodes] → Degradation (3) → DWGF Sampler (4) → [between (20)] →
@@ -93,7 +76,7 @@ def restoration(image_nodes: dict, image: list, operator: str = "inpaint box (ce
               **image_nodes,
               "3": {"class_type": "DWGF_DegradationOperator",
                     "inputs": degradation_inputs(image, operator, **(degradation or {}))},
-              "4": {"class_type": "DWGF_Sampler", "inputs": sampler_inputs(**(sampler or {}))},
+              "4": {"class_type": "DWGF_Sampler", "inputs": dwgf_sampler_inputs(**(sampler or {}))},
               "5": {"class_type": "DWGF_ParticleDecode",
                     "inputs": {"particles": ["4", 0], "vae": decode_vae or ["1", 1], "paste_known_pixels": True,
                                "degradation": ["3", 0], "measurement": ["3", 1]}},

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from api_prompts import degradation_inputs, dwgf_sampler_inputs  # noqa: E402
 from comfy_server import ComfyServer  # noqa: E402
 from comfyui_env import PACK_ROOT  # noqa: E402
 
@@ -29,14 +30,8 @@ def scratch_mask(height: int, width: int) -> np.ndarray:
 
 
 def prompt(steps: int = 200) -> dict:
-    degradation = {"image": ["5", 0], "image_is": "clean (simulate the measurement)", "operator": "inpaint mask",
-                   "scale_factor": 4, "kernel_size": 9, "blur_sigma": 1.0, "motion_intensity": 0.5,
-                   "keep_probability": 0.3, "box_fraction": 0.5, "sigma_y": 0.0, "seed": 0, "padding": "reflect",
-                   "mask_threshold": 0.5, "mask": ["5", 1]}
-    sampler = {"model": ["1", 0], "positive": ["1", 3], "negative": ["1", 3], "vae": ["1", 1],
-               "degradation": ["6", 0], "measurement": ["6", 1], "seed": 0, "steps": steps, "particles": 4,
-               "learning_rate": 1.0, "prior_weight": 0.15, "ae_weight": 0.1, "decoder_noise": 0.01, "cfg": 1.0,
-               "memory": "fastest (all particles at once)", "memory_check": True}
+    degradation = degradation_inputs(["5", 0], "inpaint mask", mask=["5", 1])
+    sampler = dwgf_sampler_inputs(degradation_node="6", steps=steps, particles=4)
     return {
         "1": {"class_type": "DWGF_DemoModel", "inputs": {"prompt": "unconditional", "batch_size": 1}},
         "2": {"class_type": "LoadImage", "inputs": {"image": "region_photo.png"}},
