@@ -70,7 +70,9 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-liberation; }
 	@$(CHROMIUM) --version 2>/dev/null | grep -i chromium
 
-# Retrain the embedded demo model into dwgf/default_model/ (seeded; 20-30 min on 2 CPU cores).
+# Retrain the embedded demo model into dwgf/default_model/ (seeded, 2 CPU cores; the time measured
+# is in the README). Photographs come from pinned Debian packages (apt-get download, as root);
+# checkpoints go to ~/.cache/dwgf-train, so an interrupted run resumes when started again.
 train-model: $(STAMP)
 	$(PY) tools/train_default_model.py
 

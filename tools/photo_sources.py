@@ -107,7 +107,9 @@ def fetch_debian_packages(cache: Path) -> dict[str, Path]:
     for package, version in DEBIAN_VERSIONS.items():
         root = cache / package
         if not root.is_dir():
-            subprocess.run(["apt-get", "download", f"{package}={version}"], cwd=cache, check=True)
+            if subprocess.run(["apt-get", "download", f"{package}={version}"], cwd=cache).returncode != 0:
+                subprocess.run(["apt-get", "update", "-qq"], check=True)  # a fresh machine has no package lists
+                subprocess.run(["apt-get", "download", f"{package}={version}"], cwd=cache, check=True)
             (deb,) = cache.glob(f"{package}_*.deb")
             subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
         roots[package] = root
