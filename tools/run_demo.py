@@ -22,23 +22,50 @@ from comfyui_env import PACK_ROOT, comfyui_root, comfyui_version  # noqa: E402
 
 DEMO_WORKFLOWS = ("demo_box_inpainting", "demo_super_resolution_x4")
 GRID_ZOOM = 4
+LABEL_WIDTH = 150
+ROW_LABELS = {"1_clean": "clean (held out)", "2_measurement": "measurement y", "3_pseudo_inverse": "A\u2020y",
+              "4_dwgf_mean": "DWGF: particle mean", "5_dwgf_particles": "DWGF: particle {}",
+              "6_spread": "spread (std)"}
+
+
+def grid_rows(images: list[Path]) -> list[tuple[str, list[Path]]]:
+    """(label, one picture per restored image) rows: each output is a row, except the particles,
+    which become one row per particle (they come image-major), so every row is as wide as the
+    number of images."""
+    outputs: dict[str, list[Path]] = {}
+    for path in sorted(images):
+        outputs.setdefault(path.name.rsplit("_", 2)[0], []).append(path)
+    columns = min(len(paths) for paths in outputs.values())
+    rows = []
+    for name, paths in outputs.items():
+        label = ROW_LABELS.get(name, name)
+        per_image = len(paths) // columns
+        if per_image == 1:
+            rows.append((label, paths))
+            continue
+        for particle in range(per_image):
+            rows.append((label.format(particle + 1), paths[particle::per_image]))
+    return rows
 
 
 def save_grid(images: list[Path], target: Path) -> None:
-    """One row per output (clean, measurement, A†y, DWGF mean, particles, spread), zoomed ×4."""
-    from PIL import Image
+    """A labelled grid: one column per restored image, one row per output (each particle its own
+    row), every cell the same size, zoomed ×4 with nearest-neighbour pixels."""
+    from PIL import Image, ImageDraw
 
-    rows: dict[str, list[Path]] = {}
-    for path in sorted(images):
-        rows.setdefault(path.name.rsplit("_", 2)[0], []).append(path)
-    pictures = {name: [Image.open(p).convert("RGB") for p in paths] for name, paths in rows.items()}
-    cell = max(max(im.width, im.height) for ims in pictures.values() for im in ims) * GRID_ZOOM
-    width = cell * max(len(ims) for ims in pictures.values())
-    grid = Image.new("RGB", (width, cell * len(pictures)), "white")
-    for row, ims in enumerate(pictures.values()):
+    rows = grid_rows(images)
+    pictures = [(label, [Image.open(p).convert("RGB") for p in paths]) for label, paths in rows]
+    cell = max(max(im.width, im.height) for _, ims in pictures for im in ims) * GRID_ZOOM
+    gap = 4
+    columns = max(len(ims) for _, ims in pictures)
+    grid = Image.new("RGB", (LABEL_WIDTH + columns * (cell + gap), len(pictures) * (cell + gap)), "white")
+    draw = ImageDraw.Draw(grid)
+    for row, (label, ims) in enumerate(pictures):
+        top = row * (cell + gap)
+        draw.text((6, top + cell // 2 - 6), label, fill="black")
         for col, im in enumerate(ims):
             zoomed = im.resize((im.width * GRID_ZOOM, im.height * GRID_ZOOM), Image.NEAREST)
-            grid.paste(zoomed, (col * cell, row * cell))
+            grid.paste(zoomed, (LABEL_WIDTH + col * (cell + gap), top))
     grid.save(target)
 
 
