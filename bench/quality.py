@@ -225,7 +225,7 @@ class Workbench:
         if settings["operator"] == "inpaint mask":
             inputs["mask"] = free_form_mask()
         degradation, measurement, pseudo_inverse = self.call("DWGF_DegradationOperator", **inputs)
-        y = degradation.measurement_from_image(self.imaging.comfy_image_to_signed(measurement, "measurement"))
+        y = degradation.measurement_from_image(self.imaging.bhwc_unit_to_bchw_signed(measurement, "measurement"))
         return Problem(task, clean, degradation, measurement, pseudo_inverse, y)
 
     def counted_model(self, counter: CallCounter) -> Any:

@@ -12,7 +12,7 @@ import torch
 
 from ..dwgf.degradation import Degradation
 from ..dwgf.errors import require
-from ..dwgf.imaging import comfy_image_to_signed
+from ..dwgf.imaging import bhwc_unit_to_bchw_signed
 from ..dwgf.operators import on_canvas
 from . import comfy_adapter
 from .memory_guard import RunMemory, check_run_memory
@@ -37,13 +37,13 @@ class MeasurementBatch:
     def prepare(cls, model: Any, vae: Any, degradation: Degradation, measurement: torch.Tensor) -> MeasurementBatch:
         comfy_adapter.check_diffusion_model(model)
         comfy_adapter.check_vae_matches_model(vae, model)
-        images = comfy_image_to_signed(measurement, "measurement")
+        images = bhwc_unit_to_bchw_signed(measurement, "measurement")
         operator = degradation.operator
         operator.check_measurement_image(images)
         factor = comfy_adapter.vae_downscale_ratio(vae)
         canvas = on_canvas(operator, factor)
         latent_shape = (comfy_adapter.model_latent_channels(model), canvas.height // factor, canvas.width // factor)
-        image_size = tuple(degradation.info.get("image_size", (operator.height, operator.width)))
+        image_size = degradation.image_size or (operator.height, operator.width)
         return cls(degradation, images, latent_shape, image_size, factor)
 
     def measurements(self) -> Iterator[tuple[Any, torch.Tensor]]:

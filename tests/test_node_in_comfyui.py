@@ -77,7 +77,7 @@ def test_a_clean_photo_the_scale_factor_does_not_divide_is_simulated_on_the_next
     degradation, measurement, upscaled = run_node(comfy_nodes, picture, operator="super-resolution avg-pool",
                                                   scale_factor=3, sigma_y=0.0)
     assert (degradation.operator.height, degradation.operator.width) == (66, 66)  # 64 up to a multiple of 3
-    assert degradation.info["image_size"] == (64, 64) and measurement.shape == (1, 22, 22, 3)
+    assert degradation.image_size == (64, 64) and measurement.shape == (1, 22, 22, 3)
     assert upscaled.shape == (1, 64, 64, 3)  # A†y cut back to the photo's size
     padded = F.pad(picture.permute(0, 3, 1, 2), (0, 2, 0, 2), mode="replicate")
     expected = F.avg_pool2d(padded, 3).permute(0, 2, 3, 1)
