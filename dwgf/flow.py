@@ -319,9 +319,7 @@ def run_dwgf(
     require(operator is not None or config.prior_weight > 0 or config.ae_weight > 0,
             "nothing to optimise: with no measurement, prior_weight or ae_weight must be > 0")
     device = device_for_run(device, measurement)
-    if levels is None:
-        levels = reference_levels(denoiser.alphas_cumprod, config.steps, config.first_timestep, config.last_timestep)
-    levels = list(levels)
+    levels = list(levels) if levels is not None else dwgf_levels(denoiser.alphas_cumprod, config)
     require(len(levels) > 0, "the noise schedule is empty: use at least 1 step")
     if measurement is not None and groups > 1 and measurement.shape[0] == groups:
         measurement = measurement.repeat_interleave(config.particles, dim=0)
@@ -349,6 +347,11 @@ def _steps(denoiser: Denoiser, autoencoder: Autoencoder | None, config: DWGFConf
         optimizer.step()
         z.grad = None
         yield z, losses, {"timestep": level.timestep, "alpha_bar": level.alpha_bar}
+
+
+def dwgf_levels(alphas_cumprod: torch.Tensor, config: DWGFConfig) -> list[NoiseLevel]:
+    """``config.steps`` timesteps spread evenly from ``first_timestep`` down to ``last_timestep``."""
+    return reference_levels(alphas_cumprod, config.steps, config.first_timestep, config.last_timestep)
 
 
 def _make_optimizer(config: DWGFConfig, z: torch.Tensor) -> torch.optim.Optimizer:
