@@ -5,19 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from comfyui_env import call_node, node_defaults
 
 NODE_ID = "DWGF_DegradationOperator"
 
 
 def run_node(comfy_nodes, image: torch.Tensor, **overrides):
-    """Call the node as ComfyUI's executor does: a fresh instance, inside torch.inference_mode()."""
-    node_class = comfy_nodes.NODE_CLASS_MAPPINGS[NODE_ID]
-    inputs = {name: spec[1]["default"] for name, spec in node_class.INPUT_TYPES()["required"].items()
-              if len(spec) > 1 and "default" in spec[1]}
-    inputs.update(image=image, sigma_y=0.0)
-    inputs.update(overrides)
-    with torch.inference_mode():
-        return getattr(node_class(), node_class.FUNCTION)(**inputs)
+    """The node with its defaults, ``image`` and ``sigma_y`` 0, and ``overrides``."""
+    return call_node(NODE_ID, **{**node_defaults(NODE_ID), "image": image, "sigma_y": 0.0, **overrides})
 
 
 @pytest.fixture()
