@@ -63,6 +63,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 
 import comfyui_env  # noqa: E402
+from comfyui_env import call_node  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 CACHE = RESULTS / "quality.json"
@@ -198,34 +199,24 @@ class Workbench:
 
     def __init__(self) -> None:
         self.nodes = comfyui_env.import_comfyui()
-        self.mappings = self.nodes.NODE_CLASS_MAPPINGS
         self.flow = comfyui_env.pack_submodule("dwgf.flow")
         self.psld_core = comfyui_env.pack_submodule("dwgf.psld")
-        self.schedule = comfyui_env.pack_submodule("dwgf.schedule")
         self.imaging = comfyui_env.pack_submodule("dwgf.imaging")
         self.metrics = comfyui_env.pack_submodule("dwgf.metrics")
         self.adapter = comfyui_env.pack_submodule("nodes.comfy_adapter")
-        model, vae, positive, negative, _ = self.call("DWGF_DemoModel", prompt="unconditional", batch_size=1)
+        model, vae, positive, negative, _ = call_node("DWGF_DemoModel", prompt="unconditional", batch_size=1)
         self.model, self.vae, self.positive, self.negative = model, vae, positive, negative
-        self.photos, _ = self.call("DWGF_DemoHeldOutImages", which="photos", start=0, count=10000)
-
-    def call(self, node_id: str, **inputs: Any) -> tuple:
-        """A fresh node instance called inside ``torch.inference_mode()``, as ComfyUI's executor does."""
-        node_class = self.mappings[node_id]
-        with torch.inference_mode():
-            return getattr(node_class(), node_class.FUNCTION)(**inputs)
+        self.photos, _ = call_node("DWGF_DemoHeldOutImages", which="photos", start=0, count=10000)
 
     def problem(self, task: str, indices: list[int]) -> Problem:
-        node_class = self.mappings["DWGF_DegradationOperator"]
-        inputs = {name: spec[1]["default"] for name, spec in node_class.INPUT_TYPES()["required"].items()
-                  if len(spec) > 1 and "default" in spec[1]}
+        inputs = comfyui_env.node_defaults("DWGF_DegradationOperator")
         settings = dict(TASKS[task])
         clean = self.photos[indices].contiguous()
         inputs.update(settings, image=clean, image_is=CLEAN, seed=0)
         if settings["operator"] == "inpaint mask":
             inputs["mask"] = free_form_mask()
-        degradation, measurement, pseudo_inverse = self.call("DWGF_DegradationOperator", **inputs)
-        y = degradation.measurement_from_image(self.imaging.comfy_image_to_signed(measurement, "measurement"))
+        degradation, measurement, pseudo_inverse = call_node("DWGF_DegradationOperator", **inputs)
+        y = degradation.measurement_from_image(self.imaging.bhwc_unit_to_bchw_signed(measurement, "measurement"))
         return Problem(task, clean, degradation, measurement, pseudo_inverse, y)
 
     def counted_model(self, counter: CallCounter) -> Any:
@@ -239,7 +230,8 @@ class Workbench:
         counter = CallCounter()
         model = self.counted_model(counter)
         sigmas = torch.tensor([level.k_sigma for level in levels], dtype=torch.float64)
-        shape = (self.adapter.model_latent_channels(model), SIZE // 4, SIZE // 4)
+        factor = self.adapter.vae_downscale_ratio(self.vae)
+        shape = (self.adapter.model_latent_channels(model), SIZE // factor, SIZE // factor)
 
         def run(denoiser: Any, device: torch.device, on_step: Callable) -> torch.Tensor:
             autoencoder = CountingVAE(self.adapter.prepare_vae(self.vae, model), counter)
@@ -256,8 +248,7 @@ class Workbench:
 
     def dwgf(self, problem: Problem, seed: int, steps: int) -> Restored:
         config = self.flow.DWGFConfig(steps=steps, seed=seed, **DWGF_SETTINGS)
-        levels = self.schedule.reference_levels(self.adapter.model_alphas_cumprod(self.model), steps,
-                                                config.first_timestep, config.last_timestep)
+        levels = self.flow.dwgf_levels(self.adapter.model_alphas_cumprod(self.model), config)
 
         def solve(denoiser: Any, autoencoder: Any, shape: tuple, device: torch.device) -> torch.Tensor:
             return self.flow.run_dwgf(denoiser, autoencoder, config, shape, problem.degradation.operator,
@@ -283,13 +274,13 @@ class Workbench:
         model = self.counted_model(counter)
         started = time.perf_counter()
         torch.manual_seed(seed)  # VAEEncode samples the posterior with the global RNG
-        (latent,) = self.call("VAEEncode", vae=self.vae, pixels=pixels)
+        (latent,) = call_node("VAEEncode", vae=self.vae, pixels=pixels)
         if fill_mask is not None:
-            (latent,) = self.call("SetLatentNoiseMask", samples=latent, mask=fill_mask)
-        (latent,) = self.call("KSampler", model=model, seed=seed, steps=STOCK_STEPS, cfg=1.0, sampler_name="euler",
+            (latent,) = call_node("SetLatentNoiseMask", samples=latent, mask=fill_mask)
+        (latent,) = call_node("KSampler", model=model, seed=seed, steps=STOCK_STEPS, cfg=1.0, sampler_name="euler",
                               scheduler="normal", positive=self.positive, negative=self.negative,
                               latent_image=latent, denoise=denoise)
-        (images,) = self.call("VAEDecode", vae=self.vae, samples=latent)
+        (images,) = call_node("VAEDecode", vae=self.vae, samples=latent)
         counter.add("encoder", pixels.shape[0], False)
         counter.add("decoder", pixels.shape[0], False)
         return Restored(images, 1, time.perf_counter() - started, counter.counts)
@@ -302,15 +293,15 @@ class Workbench:
             return self._stock_ksampler(problem.pseudo_inverse, seed, 1.0, fill.contiguous())
         pixels = problem.measurement
         if pixels.shape[1] != SIZE:
-            (pixels,) = self.call("ImageScale", image=pixels, upscale_method="bicubic", width=SIZE, height=SIZE,
+            (pixels,) = call_node("ImageScale", image=pixels, upscale_method="bicubic", width=SIZE, height=SIZE,
                                   crop="disabled")
         return self._stock_ksampler(pixels, seed, IMG2IMG_DENOISE, None)
 
     def measurement_only(self, problem: Problem, seed: int) -> Restored:
         started = time.perf_counter()
         torch.manual_seed(seed)
-        (latent,) = self.call("VAEEncode", vae=self.vae, pixels=problem.pseudo_inverse)
-        (images,) = self.call("VAEDecode", vae=self.vae, samples=latent)
+        (latent,) = call_node("VAEEncode", vae=self.vae, pixels=problem.pseudo_inverse)
+        (images,) = call_node("VAEDecode", vae=self.vae, samples=latent)
         calls = {**CallCounter().counts, "encoder": problem.count, "decoder": problem.count}
         return Restored(images, 1, time.perf_counter() - started, calls)
 

@@ -65,32 +65,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 
 import comfyui_env  # noqa: E402
+from speed_report import ALL_MODES, DWGF_NETWORK_CALLS, MEMORY_MODE_NAMES, MIB, PROPOSED_MODE, write_report  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 CLEAN = "clean (simulate the measurement)"
 TASK = "inpaint box (DWGF reference)"
-MEMORY_MODE_NAMES = ("fastest", "chunked", "checkpointed")  # the node's MEMORY_MODES, in order
-# The first version of 'least memory' checkpointed the decoder as one piece; this benchmark showed that
-# saves ~10 % (the backward recomputes all of it at once) and the node now checkpoints block by block.
-# Kept as a comparison: the chunked mode with the whole decoder checkpointed.
-PROPOSED_MODE = "whole-decoder-checkpointed"
-ALL_MODES = (*MEMORY_MODE_NAMES, PROPOSED_MODE)
-CHECKPOINTED_BLOCKS = ("ResnetBlock", "AttnBlock", "Upsample")  # the KL decoder's blocks, by class name
 FAMILY_DTYPES = {"sd15": torch.float32, "sdxl": torch.bfloat16}
-MIB = 2**20
-GIB = 2**30
-
-DWGF_NETWORK_CALLS = ("unet", "decoder_forward", "decoder_backward", "decoder_no_grad", "encoder")
-DWGF_COMPONENTS = (*DWGF_NETWORK_CALLS, "mixture_score", "adam_step")
-PSLD_NETWORK_CALLS = ("unet_forward", "unet_backward", "decoder_forward", "decoder_backward", "encoder_forward",
-                      "encoder_backward")
-COMPONENT_LABELS = {
-    "unet": "UNet forward (batch N)", "decoder_forward": "decoder forward, with graph",
-    "decoder_backward": "decoder backward", "decoder_no_grad": "decoder forward, no grad (D(E(·)))",
-    "encoder": "encoder forward, no grad", "mixture_score": "particle-mixture score (N×N kernel)",
-    "adam_step": "Adam step on z", "unet_forward": "UNet forward, with graph", "unet_backward": "UNet backward",
-    "encoder_forward": "encoder forward, with graph", "encoder_backward": "encoder backward",
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,13 +239,7 @@ class Pack:
         sub = comfyui_env.pack_submodule
         self.flow, self.psld, self.schedule = sub("dwgf.flow"), sub("dwgf.psld"), sub("dwgf.schedule")
         self.adapter, self.restoration = sub("nodes.comfy_adapter"), sub("nodes.restoration")
-        self.memory_modes = sub("nodes.dwgf_sampler_node").MEMORY_MODES
-
-    def call(self, node_id: str, **inputs: Any) -> Any:
-        """A node called inside ``torch.inference_mode()``, as ComfyUI's executor does."""
-        node_class = self.nodes.NODE_CLASS_MAPPINGS[node_id]
-        with torch.inference_mode():
-            return getattr(node_class(), node_class.FUNCTION)(**inputs)
+        self.memory_modes = sub("nodes.sampler_inputs").MEMORY_MODES
 
     def unchecked_memory(self) -> Any:
         """The samplers' memory guard switched off: this script measures the memory itself."""
@@ -280,15 +254,17 @@ class Pack:
 
 @dataclass
 class Models:
-    """One family's MODEL, VAE and conditioning, and the device ComfyUI computes on."""
+    """One family's MODEL, VAE and conditioning, the device ComfyUI computes on, and the latent layout."""
 
     family: str
     sd: Any
     device: torch.device
+    latent_channels: int
+    downscale: int
 
-    @property
-    def latent_channels(self) -> int:
-        return 4
+    def latent_shape(self, particles: int, size: int) -> tuple[int, int, int, int]:
+        """The particles' latents for ``size``² images."""
+        return (particles, self.latent_channels, size // self.downscale, size // self.downscale)
 
 
 def build_models(pack: Pack, family: str, dtype: torch.dtype) -> Models:
@@ -296,17 +272,16 @@ def build_models(pack: Pack, family: str, dtype: torch.dtype) -> Models:
 
     with torch.inference_mode():
         sd = sd_architectures.build_random_sd(family, dtype)
-    return Models(family, sd, pack.adapter.torch_device())
+    return Models(family, sd, pack.adapter.torch_device(), pack.adapter.model_latent_channels(sd.model),
+                  pack.adapter.vae_downscale_ratio(sd.vae))
 
 
 def measurement_problem(pack: Pack, models: Models, size: int) -> tuple[Any, Any]:
     """(degradation, MeasurementBatch) for the reference box inpainting of a random ``size``² image."""
-    node_class = pack.nodes.NODE_CLASS_MAPPINGS["DWGF_DegradationOperator"]
-    inputs = {name: spec[1]["default"] for name, spec in node_class.INPUT_TYPES()["required"].items()
-              if len(spec) > 1 and "default" in spec[1]}
     image = torch.rand(1, size, size, 3, generator=torch.Generator().manual_seed(0))
-    inputs.update(image=image, image_is=CLEAN, operator=TASK, sigma_y=0.001, seed=0)
-    degradation, measurement, _ = pack.call("DWGF_DegradationOperator", **inputs)
+    inputs = {**comfyui_env.node_defaults("DWGF_DegradationOperator"), "image": image, "image_is": CLEAN,
+              "operator": TASK, "sigma_y": 0.001, "seed": 0}
+    degradation, measurement, _ = comfyui_env.call_node("DWGF_DegradationOperator", **inputs)
     with torch.inference_mode():
         batch = pack.restoration.MeasurementBatch.prepare(models.sd.model, models.sd.vae, degradation, measurement)
     return degradation, batch
@@ -384,23 +359,20 @@ def dwgf_iterations(pack: Pack, models: Models, case: Case, steps: int) -> dict[
     chunk, checkpointed = pack.memory_mode(case.mode)
     config = pack.flow.DWGFConfig(particles=case.particles, steps=steps, seed=0, particle_chunk=chunk,
                                   checkpoint_decoder=checkpointed)
-    levels = pack.schedule.reference_levels(pack.adapter.model_alphas_cumprod(sd.model), config.steps,
-                                            config.first_timestep, config.last_timestep)
+    levels = pack.flow.dwgf_levels(pack.adapter.model_alphas_cumprod(sd.model), config)
     stepper = StepClock(models.device, exclude=set())
 
-    def solve(denoiser: Any, autoencoder: Any, operator: Any, y: torch.Tensor, device: torch.device,
-              callback: Callable) -> Any:
+    def timed_run(denoiser: Any, autoencoder: Any, *args: Any, callback: Callable, **kwargs: Any) -> Any:
         stepper.exclude = weight_storages(sd.vae.first_stage_model)
         stepper.start()
         if case.mode == PROPOSED_MODE:
             autoencoder = WholeDecoderCheckpointedVAE(autoencoder)
-        return pack.flow.run_dwgf(stepper.timed_denoiser(denoiser), autoencoder, config, batch.latent_shape,
-                                  operator, y, levels=levels, device=device,
-                                  callback=stepper.wrap(callback))
+        return pack.flow.run_dwgf(stepper.timed_denoiser(denoiser), autoencoder, *args,
+                                  callback=stepper.wrap(callback), **kwargs)
 
     with torch.inference_mode():
-        pack.restoration.sample_each_measurement(sd.model, sd.positive, sd.negative, sd.vae, batch, 1.0, 0, levels,
-                                                 case.particles, solve, pack.unchecked_memory())
+        pack.restoration.sample_each_measurement(timed_run, config, levels, batch, sd.model, sd.positive,
+                                                 sd.negative, sd.vae, 1.0, pack.unchecked_memory())
     return stepper.summary()
 
 
@@ -429,27 +401,22 @@ def psld_iterations(pack: Pack, models: Models, case: Case, steps: int) -> dict[
     levels = pack.psld.psld_levels(pack.adapter.model_alphas_cumprod(sd.model), config)
     stepper = StepClock(models.device, exclude=set())
 
-    def solve(denoiser: Any, autoencoder: Any, operator: Any, y: torch.Tensor, device: torch.device,
-              callback: Callable) -> Any:
+    def timed_run(denoiser: Any, *args: Any, callback: Callable, **kwargs: Any) -> Any:
         stepper.exclude = weight_storages(sd.vae.first_stage_model, sd.model.model.diffusion_model)
         stepper.start()
-        return pack.psld.run_psld(stepper.timed_denoiser(denoiser), autoencoder, config, batch.latent_shape,
-                                  operator, y, levels=levels, device=device,
-                                  callback=stepper.wrap(callback))
+        return pack.psld.run_psld(stepper.timed_denoiser(denoiser), *args, callback=stepper.wrap(callback), **kwargs)
 
     with torch.inference_mode():
-        pack.restoration.sample_each_measurement(sd.model, sd.positive, sd.negative, sd.vae, batch, 1.0, 0, levels,
-                                                 case.particles, solve, pack.unchecked_memory(),
+        pack.restoration.sample_each_measurement(timed_run, config, levels, batch, sd.model, sd.positive,
+                                                 sd.negative, sd.vae, 1.0, pack.unchecked_memory(),
                                                  differentiable_model=True)
     return stepper.summary()
 
 
 def ksampler_steps(pack: Pack, models: Models, case: Case, steps: int) -> dict[str, Any]:
     """ComfyUI's own sampler (euler, cfg 1, batch 1): seconds per step, between its callbacks."""
-    import comfy.sample
-
     sd = models.sd
-    latent = torch.zeros(1, models.latent_channels, case.size // 8, case.size // 8)
+    latent = torch.zeros(models.latent_shape(1, case.size))
     noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(0))
     marks: list[dict[str, float]] = []
     since = [clock()]
@@ -460,8 +427,7 @@ def ksampler_steps(pack: Pack, models: Models, case: Case, steps: int) -> dict[s
         since[0] = clock()
 
     with torch.inference_mode():
-        comfy.sample.sample(sd.model, noise, steps + 1, 1.0, "euler", "normal", sd.positive, sd.negative, latent,
-                            callback=callback, disable_pbar=True, seed=0)
+        comfyui_env.sample_euler(sd.model, noise, steps + 1, sd.positive, sd.negative, latent, callback)
     return {"step": median_timing(marks[1:]), "timed_steps": len(marks) - 1}
 
 
@@ -473,7 +439,7 @@ def inside_sampler(pack: Pack, models: Models, case: Case, work: Callable, diffe
     sd = models.sd
     alphas = pack.adapter.model_alphas_cumprod(sd.model)
     level = pack.schedule.levels_from_timesteps(alphas, [500])[0]
-    shape = (case.particles, models.latent_channels, case.size // 8, case.size // 8)
+    shape = models.latent_shape(case.particles, case.size)
     out: dict[str, Any] = {}
 
     def run(denoiser: Any, device: torch.device, on_step: Callable) -> torch.Tensor:
@@ -523,7 +489,7 @@ def dwgf_components(pack: Pack, models: Models, case: Case, repeats: int) -> dic
 
     def work(denoiser: Any, autoencoder: Any, level: Any, device: torch.device) -> dict[str, Any]:
         timer = ComponentTimer(device)
-        shape = (case.particles, models.latent_channels, case.size // 8, case.size // 8)
+        shape = models.latent_shape(case.particles, case.size)
         for _ in range(repeats):
             time_dwgf_components(pack.flow, timer, denoiser, autoencoder, level, shape, device)
         return timer.summary()
@@ -559,15 +525,14 @@ def overhead_rounds(pack: Pack, models: Models, case: Case, rounds: int) -> dict
     sd = models.sd
     degradation, batch = measurement_problem(pack, models, case.size)
     config = pack.flow.DWGFConfig(particles=case.particles, steps=rounds + 1, seed=0)
-    levels = pack.schedule.reference_levels(pack.adapter.model_alphas_cumprod(sd.model), config.steps,
-                                            config.first_timestep, config.last_timestep)
+    levels = pack.flow.dwgf_levels(pack.adapter.model_alphas_cumprod(sd.model), config)
     middle = pack.schedule.levels_from_timesteps(pack.adapter.model_alphas_cumprod(sd.model), [500])[0]
     shape = (case.particles, *batch.latent_shape)
     iterations_: list[dict[str, float]] = []
     sums: list[dict[str, float]] = []
 
-    def solve(denoiser: Any, autoencoder: Any, operator: Any, y: torch.Tensor, device: torch.device,
-              callback: Callable) -> Any:
+    def interleaved_run(denoiser: Any, autoencoder: Any, *args: Any, device: torch.device, callback: Callable,
+                        **kwargs: Any) -> Any:
         since = [clock()]
 
         def between(k: int, total: int, *rest: Any) -> None:
@@ -582,12 +547,11 @@ def overhead_rounds(pack: Pack, models: Models, case: Case, rounds: int) -> dict
             synchronize(device)
             since[0] = clock()
 
-        return pack.flow.run_dwgf(denoiser, autoencoder, config, batch.latent_shape, operator, y,
-                                  levels=levels, device=device, callback=between)
+        return pack.flow.run_dwgf(denoiser, autoencoder, *args, device=device, callback=between, **kwargs)
 
     with torch.inference_mode():
-        pack.restoration.sample_each_measurement(sd.model, sd.positive, sd.negative, sd.vae, batch, 1.0, 0, levels,
-                                                 case.particles, solve, pack.unchecked_memory())
+        pack.restoration.sample_each_measurement(interleaved_run, config, levels, batch, sd.model, sd.positive,
+                                                 sd.negative, sd.vae, 1.0, pack.unchecked_memory())
     timed = iterations_[1:]
     ratios = {c: [it[c] / total[c] for it, total in zip(timed, sums, strict=True)] for c in ("wall", "cpu")}
     return {"iterations": timed, "network_sums": sums, "ratios": ratios,
@@ -610,7 +574,7 @@ def psld_components(pack: Pack, models: Models, case: Case, repeats: int) -> dic
 
     def work(denoiser: Any, autoencoder: Any, level: Any, device: torch.device) -> dict[str, Any]:
         timer = ComponentTimer(device)
-        shape = (case.particles, models.latent_channels, case.size // 8, case.size // 8)
+        shape = models.latent_shape(case.particles, case.size)
         z_t = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
         for _ in range(repeats):
             leaf = z_t.clone().requires_grad_(True)
@@ -696,11 +660,7 @@ def run_plan(args: argparse.Namespace, cache: dict[str, Any], cache_path: Path) 
 
 def release_models() -> None:
     """Let the next family's models take the memory (ComfyUI keeps loaded models referenced)."""
-    import comfy.model_management
-
-    comfy.model_management.unload_all_models()
-    gc.collect()
-    comfy.model_management.soft_empty_cache()
+    comfyui_env.unload_models(gc.collect)
 
 
 def dtype_for(family: str, args: argparse.Namespace) -> torch.dtype:
@@ -718,338 +678,6 @@ def brief(part: str, result: dict[str, Any]) -> str:
     if part in ("dwgf", "psld"):
         return f"{result['iteration']['cpu']:.2f} s/iteration, peak {result['memory']['peak'] / MIB:.0f} MiB"
     return ", ".join(f"{name} {t['cpu']:.2f}" for name, t in result["seconds"].items())
-
-
-# ---------------------------------------------------------------------------------------------
-# The report
-# ---------------------------------------------------------------------------------------------
-def seconds(cache: dict[str, Any], key: str, part: str, basis: str) -> dict[str, float]:
-    """Seconds of every component of a part, plus the iteration/step, on the chosen clock."""
-    entry = cache["cases"].get(key, {}).get(part)
-    if entry is None:
-        return {}
-    if "seconds" in entry:
-        return {name: t[basis] for name, t in entry["seconds"].items()}
-    if "step" in entry:
-        return {"step": entry["step"][basis]}
-    return {"iteration": entry["iteration"][basis]}
-
-
-def case_row(cache: dict[str, Any], key: str, basis: str) -> dict[str, float]:
-    """Components, the DWGF iteration, the network-call sum, the overhead ratio and KSampler step."""
-    row = seconds(cache, key, "components", basis)
-    row.update(seconds(cache, key, "dwgf", basis))
-    step = seconds(cache, key, "ksampler", basis)
-    if step:
-        row["ksampler_step"] = step["step"]
-    if all(name in row for name in DWGF_NETWORK_CALLS):
-        row["network_sum"] = sum(row[name] for name in DWGF_NETWORK_CALLS)
-        if "iteration" in row:
-            row["overhead"] = row["iteration"] / row["network_sum"]
-    return row
-
-
-def fmt(value: float | None, digits: int = 2) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def component_table(cache: dict[str, Any], keys: list[tuple[str, str]], basis: str) -> list[str]:
-    """Rows: components and totals; columns: the given cases."""
-    rows = {label: case_row(cache, key, basis) for label, key in keys}
-    lines = ["| seconds per iteration | " + " | ".join(rows) + " |", "|---" * (len(rows) + 1) + "|"]
-    for name in DWGF_COMPONENTS:
-        lines.append(f"| {COMPONENT_LABELS[name]} | " + " | ".join(fmt(r.get(name), 3) for r in rows.values()) + " |")
-    lines.append("| **sum of the network calls** | " + " | ".join(fmt(r.get("network_sum")) for r in rows.values())
-                 + " |")
-    lines.append("| **DWGF iteration (node path)** | " + " | ".join(fmt(r.get("iteration")) for r in rows.values())
-                 + " |")
-    lines.append("| **iteration / network calls** | " + " | ".join(fmt(r.get("overhead"), 3) for r in rows.values())
-                 + " |")
-    lines.append("| KSampler step (batch 1, cfg 1) | " + " | ".join(fmt(r.get("ksampler_step")) for r in rows.values())
-                 + " |")
-    return lines
-
-
-def growth_table(cache: dict[str, Any], keys: list[tuple[str, str]], basis: str) -> list[str]:
-    """Each case's iteration relative to the first case: time, time per particle, peak memory."""
-    first = case_row(cache, keys[0][1], basis)
-    first_peak = peak_of(cache, keys[0][1])
-    lines = ["| case | iteration (s) | × first | per particle (s) | peak working memory | × first |",
-             "|---|---|---|---|---|---|"]
-    for label, key in keys:
-        row = case_row(cache, key, basis)
-        n = int(key.split("/N")[1].split("/")[0])
-        peak = peak_of(cache, key)
-        it = row.get("iteration")
-        relative = it / first["iteration"] if it and first.get("iteration") else None
-        lines.append(f"| {label} | {fmt(it)} | {fmt(relative)} | {fmt(it / n if it else None)} | {mem(peak)} | "
-                     f"{fmt(peak / first_peak if peak and first_peak else None)} |")
-    return lines
-
-
-def peak_of(cache: dict[str, Any], key: str, part: str = "dwgf") -> float | None:
-    entry = cache["cases"].get(key, {}).get(part)
-    return None if entry is None else entry["memory"]["peak"]
-
-
-def mem(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return f"{value / GIB:.2f} GiB" if value >= GIB else f"{value / MIB:.0f} MiB"
-
-
-def psld_lines(cache: dict[str, Any], key: str, basis: str) -> list[str]:
-    """PSLD's components and step against DWGF's iteration at the same size and N."""
-    parts = seconds(cache, key, "psld_components", basis)
-    step = seconds(cache, key, "psld", basis).get("iteration")
-    dwgf = case_row(cache, key, basis).get("iteration")
-    if not parts or step is None:
-        return []
-    total = sum(parts[name] for name in PSLD_NETWORK_CALLS)
-    lines = ["| PSLD, seconds per step | |", "|---|---|"]
-    lines += [f"| {COMPONENT_LABELS[name]} | {parts[name]:.3f} |" for name in PSLD_NETWORK_CALLS]
-    lines += [f"| **sum of the network calls** | {total:.2f} |", f"| **PSLD step (node path)** | {step:.2f} |",
-              f"| **step / network calls** | {step / total:.3f} |",
-              f"| DWGF iteration, same size and N | {fmt(dwgf)} |",
-              f"| peak working memory, PSLD / DWGF | {mem(peak_of(cache, key, 'psld'))} / {mem(peak_of(cache, key))} |"]
-    return lines
-
-
-def overhead_lines(cache: dict[str, Any], key: str, basis: str) -> list[str]:
-    """Per round: the iteration, the sum of the network calls timed just before it, their ratio."""
-    entry = cache["cases"].get(key, {}).get("overhead")
-    if entry is None:
-        return []
-    lines = ["| round | DWGF iteration (s) | sum of the network calls (s) | ratio |", "|---|---|---|---|"]
-    for index, (it, total) in enumerate(zip(entry["iterations"], entry["network_sums"], strict=True), start=1):
-        lines.append(f"| {index} | {it[basis]:.2f} | {total[basis]:.2f} | {it[basis] / total[basis]:.3f} |")
-    lines += ["", f"Median ratio {entry['median_ratio'][basis]:.3f}; fastest iteration / fastest sum "
-                  f"{entry['min_ratio'][basis]:.3f} (wall clock: {entry['median_ratio']['wall']:.3f} and "
-                  f"{entry['min_ratio']['wall']:.3f})."]
-    return lines
-
-
-def memory_table(cache: dict[str, Any], basis: str) -> list[str]:
-    """Every iteration measured: its time, peak working memory (in/outside the UNet), saved bytes."""
-    lines = ["| case | iteration (s) | peak working memory | in the UNet call | elsewhere | saved for backward |",
-             "|---|---|---|---|---|---|"]
-    for key, entry in cache["cases"].items():
-        for part in ("dwgf", "psld"):
-            if part in entry:
-                m = entry[part]["memory"]
-                lines.append(f"| {part.upper()} {key} | {entry[part]['iteration'][basis]:.2f} | {mem(m['peak'])} | "
-                             f"{mem(m.get('peak_in_unet'))} | {mem(m.get('peak_outside_unet'))} | "
-                             f"{mem(m.get('saved_for_backward'))} |")
-    return lines
-
-
-@dataclass
-class ModeEstimate:
-    """Peak working memory of one memory mode at the large size, extrapolated from measurements."""
-
-    mode: str
-    activations: float
-    how: str
-
-
-def linear_fit(points: list[tuple[float, float]]) -> tuple[float, float]:
-    """Least-squares ``y = a + b x`` (one point: ``b = 0``)."""
-    if len(points) == 1:
-        return points[0][1], 0.0
-    xs, ys = zip(*points, strict=True)
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    b = sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x in xs)
-    return my - b * mx, b
-
-
-def mode_estimates(cache: dict[str, Any], base: int, large: int, particles: int,
-                   mode_particles: int) -> list[ModeEstimate]:
-    """Peak working memory at ``large``² with ``particles`` particles, per memory mode.
-
-    Fastest: fit ``peak = a + b N`` at ``base``² over every N measured, scaled by the measured
-    ``large``/``base`` ratio at N = 1. Chunked modes: their peak at ``large``², N = 1, plus what each
-    further particle adds in the chunked mode at ``base``² (N = ``mode_particles`` against N = 1),
-    scaled by the pixel ratio.
-    """
-    estimates = []
-    fast = [(float(key.split("/")[2][1:]), entry["dwgf"]["memory"]["peak"]) for key, entry in cache["cases"].items()
-            if key.startswith(f"sd15/{base}px/") and key.endswith("/fastest") and "dwgf" in entry]
-    small, big = peak_of(cache, f"sd15/{base}px/N1/fastest"), peak_of(cache, f"sd15/{large}px/N1/fastest")
-    if not fast or small is None or big is None:
-        return []
-    a, b = linear_fit(sorted(fast))
-    ratio = big / small
-    ns = ", ".join(str(int(x)) for x, _ in sorted(fast))
-    estimates.append(ModeEstimate("fastest", (a + b * particles) * ratio,
-                                  f"fit at {base}² over N = {ns}: {a / MIB:.0f} MiB + {b / MIB:.0f} MiB × N, "
-                                  f"× {ratio:.2f} (measured {large}²/{base}² at N = 1)"))
-    chunked = [(float(key.split("/")[2][1:]), entry["dwgf"]["memory"]["peak"])
-               for key, entry in cache["cases"].items()
-               if key.startswith(f"sd15/{base}px/") and key.endswith("/chunked") and "dwgf" in entry]
-    if not chunked:
-        return estimates
-    pixels = (large / base) ** 2
-    chunked_ns = ", ".join(str(int(x)) for x, _ in sorted(chunked))
-    per_particle = linear_fit(sorted([(1.0, small), *chunked]))[1] * pixels
-    for mode in ALL_MODES[1:]:
-        at_one = big if mode == "chunked" else peak_of(cache, f"sd15/{large}px/N1/{mode}")
-        if at_one is None:
-            continue
-        estimates.append(ModeEstimate(mode, at_one + (particles - 1) * per_particle,
-                                      f"measured {mem(at_one)} at {large}², N = 1, + {particles - 1} × "
-                                      f"{mem(per_particle)} per further particle (slope of the chunked mode "
-                                      f"at {base}², N = 1, {chunked_ns}, × {pixels:.0f} pixels)"))
-    return estimates
-
-
-CLIP_L_PARAMETERS = 123_060_480  # SD 1.5's text encoder (CLIP ViT-L/14 text model)
-
-
-def gpu_lines(cache: dict[str, Any], base: int, large: int, particles: int, mode_particles: int,
-              budget_gib: float = 12.0) -> list[str]:
-    """The 12 GB estimate for SD 1.5 at ``large``² with ``particles`` particles, per memory mode."""
-    models = cache["models"].get("sd15")
-    estimates = mode_estimates(cache, base, large, particles, mode_particles)
-    if not models or not estimates:
-        return []
-    unet_fp16 = models["unet"]["parameters"] * 2
-    vae_params = models["vae"]["parameters"]
-    clip_fp16 = CLIP_L_PARAMETERS * 2
-    overhead = 1.0 * GIB
-    lines = [f"| mode | working memory, fp32 VAE (measured on CPU) | total, fp32 VAE | total, bf16/fp16 VAE | "
-             f"fits {budget_gib:.0f} GB? (fp32 / bf16 VAE) |", "|---|---|---|---|---|"]
-    for e in estimates:
-        fp32 = unet_fp16 + vae_params * 4 + clip_fp16 + overhead + e.activations * 1.15
-        half = unet_fp16 + vae_params * 2 + clip_fp16 + overhead + e.activations * 0.5 * 1.15
-        fits = " / ".join("yes" if t <= budget_gib * GIB else "no" for t in (fp32, half))
-        lines.append(f"| {e.mode} | {mem(e.activations)} | {fp32 / GIB:.1f} GiB | {half / GIB:.1f} GiB | {fits} |")
-    lines.append("")
-    lines += [f"- {e.mode}: {e.how}." for e in estimates]
-    lines.append(f"- Totals add the weights (UNet {models['unet']['parameters'] / 1e6:.0f} M parameters at fp16 = "
-                 f"{unet_fp16 / 1e9:.2f} GB; VAE {vae_params / 1e6:.1f} M at fp32 {vae_params * 4 / 1e9:.2f} GB or "
-                 f"bf16 {vae_params * 2 / 1e9:.2f} GB; CLIP-L text encoder {clip_fp16 / 1e9:.2f} GB if ComfyUI keeps "
-                 "it loaded), 1 GiB for the CUDA context and cuDNN workspaces, and 15 % allocator fragmentation "
-                 "on the working memory; the bf16 column halves the working memory (ComfyUI runs the VAE in bf16 "
-                 "on Ampere and newer GPUs; the float32 loss copies are small).")
-    return lines
-
-
-def write_report(cache: dict[str, Any], path: Path, args: argparse.Namespace) -> None:
-    meta = cache["meta"]
-    basis = meta.get("basis", "cpu")
-    base, large, n_list = args.sizes[0], args.large_size, args.particles
-    n_keys = [(f"N = {n}", f"sd15/{base}px/N{n}/fastest") for n in n_list]
-    n_keys += [(f"N = {n} (chunked)", f"sd15/{base}px/N{n}/chunked") for n in args.chunked_particles]
-    size_keys = [(f"{base}², N = 1", f"sd15/{base}px/N1/fastest")]
-    if large:
-        size_keys.append((f"{large}², N = 1", f"sd15/{large}px/N1/fastest"))
-    clock_note = ("**process CPU time** (the machine is shared, so the ratios use CPU time; wall seconds are in "
-                  "the .json)" if basis == "cpu" else "**wall time** between synchronisations")
-    lines = [
-        "# Speed and memory of DWGF and PSLD (full-size architectures, random weights)",
-        "",
-        f"Written by `bench/speed.py` on {meta.get('machine', '?')}; torch {meta.get('torch', '?')}, "
-        f"{meta.get('threads', '?')} torch thread(s), device {meta.get('device', '?')}, ComfyUI "
-        f"{meta.get('comfyui', '?')}; the measurements took {measuring_minutes(cache):.0f} min of wall time. "
-        f"Seconds are {clock_note}. Each iteration time is the median of the iterations after the first; "
-        "components are timed alone at batch N. Task: the reference box inpainting, DWGF at its reference "
-        "settings through the DWGF Sampler node's own path, cfg 1.",
-        "",
-        f"## SD 1.5 at {base}²: components and growth with the number of particles N",
-        "",
-        *component_table(cache, n_keys, basis),
-        "",
-        *growth_table(cache, n_keys, basis),
-        "",
-        "## SD 1.5: growth with resolution",
-        "",
-        *component_table(cache, size_keys, basis),
-        "",
-        *growth_table(cache, size_keys, basis),
-    ]
-    sdxl = [(f"SDXL {size}², N = 1", f"sdxl/{size}px/N1/fastest") for size in args.sizes
-            if f"sdxl/{size}px/N1/fastest" in cache["cases"]]
-    if sdxl:
-        lines += ["", f"## SDXL (UNet in {cache['models'].get('sdxl', {}).get('dtype', '?')}, VAE in float32)", "",
-                  *component_table(cache, sdxl, basis)]
-    overhead = overhead_lines(cache, f"sd15/{base}px/N1/fastest", basis)
-    if overhead:
-        lines += ["", f"### Overhead, iterations and components interleaved (SD 1.5, {base}², N = 1)", "", *overhead]
-    psld = psld_lines(cache, f"sd15/{base}px/N1/fastest", basis)
-    if psld:
-        lines += ["", f"## PSLD against DWGF (SD 1.5, {base}², N = 1)", "", *psld]
-    modes = mode_table(cache, base, large, args.mode_particles, basis)
-    lines += ["", "## Memory modes of the DWGF Sampler", "", *modes]
-    lines += ["", "## Every iteration measured", "", *memory_table(cache, basis)]
-    gpu = gpu_lines(cache, base, large, 4, args.mode_particles) if large else []
-    if gpu:
-        lines += ["", f"## Estimate: SD 1.5 at {large}² with N = 4 on a 12 GB GPU", "", *gpu]
-    lines += ["", "## Method and limits", "", *METHOD_NOTES, probe_effect_line(cache, basis)]
-    path.write_text("\n".join(lines) + "\n")
-
-
-def measuring_minutes(cache: dict[str, Any]) -> float:
-    """Wall minutes of every measured part (model builds excluded), over however many runs filled the cache."""
-    return sum(part.get("run_seconds", 0.0) for entry in cache["cases"].values() for part in entry.values()) / 60
-
-
-def mode_table(cache: dict[str, Any], base: int, large: int, particles: int, basis: str) -> list[str]:
-    """The memory modes side by side: iteration time and peak working memory against the fastest."""
-    configs = [(base, particles)] + ([(large, 1)] if large else [])
-    lines = ["| size, N | mode | iteration (s) | × fastest | peak working memory | × fastest |",
-             "|---|---|---|---|---|---|"]
-    for size, n in configs:
-        fast_entry = cache["cases"].get(f"sd15/{size}px/N{n}/fastest", {}).get("dwgf")
-        if fast_entry is None:
-            continue
-        for mode in ALL_MODES:
-            entry = cache["cases"].get(f"sd15/{size}px/N{n}/{mode}", {}).get("dwgf")
-            if entry is None and mode == "chunked" and n == 1:
-                entry = fast_entry  # one particle: chunking changes nothing
-            if entry is None:
-                continue
-            t, t0 = entry["iteration"][basis], fast_entry["iteration"][basis]
-            p, p0 = entry["memory"]["peak"], fast_entry["memory"]["peak"]
-            label = f"{mode} (replaced)" if mode == PROPOSED_MODE else mode
-            lines.append(f"| {size}², {n} | {label} | {t:.2f} | {t / t0:.3f} | {mem(p)} | {p / p0:.2f} |")
-    return lines
-
-
-def probe_effect_line(cache: dict[str, Any], basis: str) -> str:
-    """How much the memory probe (and being first) slowed the first iteration, where both were timed."""
-    ratios = [f"{key.rsplit('/', 1)[0]} {part.upper()} {e['first_iteration'][basis] / e['iteration'][basis]:.3f}"
-              for key, entry in cache["cases"].items() for part in ("dwgf", "psld")
-              if (e := entry.get(part)) and not e.get("timed_on_probed_iteration", False) and e["timed_iterations"]]
-    return ("- Later runs at a size time their single iteration, the memory-probed one. The first iteration "
-            "(memory probe on, first at its size) against the median of the unprobed ones, where both exist: "
-            + ("; ".join(ratios) if ratios else "none measured") + ".")
-
-
-METHOD_NOTES = [
-    "- Networks: SD 1.5 (UNet 860 M parameters, float32 here) and SDXL (2.6 B, bfloat16) built from their "
-    "published configs with ComfyUI's own classes, random weights (`tools/sd_architectures.py`); the KL-f8 VAE "
-    "(83.7 M) in float32. Random weights cost the same arithmetic as trained ones; outputs mean nothing.",
-    "- Overhead ratio = the node-path iteration / the sum of the network calls each timed alone (UNet forward, "
-    "decoder forward with graph + backward, decoder and encoder without gradient). Everything else an iteration "
-    "does — noise draws, the mixture kernel, the losses, Adam, ComfyUI's guider wrapper and callback — is in the "
-    "numerator only.",
-    "- Working memory is measured on the CPU: the profiler receives every allocation and free of PyTorch's CPU "
-    "allocator, and the peak of their running sum over the first iteration is the memory of tensors alive at "
-    "once beyond the weights. A GPU needs on top: the weights, the CUDA context, cuDNN workspaces and the caching "
-    "allocator's fragmentation; and it runs other kernels (cuDNN convolutions, PyTorch SDP attention instead of "
-    "ComfyUI's CPU split attention, so the UNet-phase peak on a GPU is lower than here). The CPU peak inside the "
-    "UNet call is reported apart for that reason. 'saved for backward' sums the distinct storages autograd kept "
-    "(all chunks together in the chunked mode).",
-    "- The 512², N = 4 estimate is extrapolated from measured iterations, not measured itself (one such "
-    "iteration in the fastest mode is ~8 min on one CPU thread); the formula is under its table.",
-    "- `checkpointed` is the node's 'least memory' mode: chunked, each block of the decoder (ResnetBlock, "
-    "AttnBlock, Upsample) checkpointed (`nodes/comfy_adapter.py`, `checkpointed_blocks`). "
-    "`whole-decoder-checkpointed (replaced)` is its first version, which checkpointed the decoder as one "
-    "piece: this benchmark found it saved only ~10 %. Both rows were measured in one run, the block version "
-    "with a copy of the same code in this script before it moved into the adapter.",
-    "- One CPU thread, on a machine shared with other jobs: absolute seconds are for orientation only; ratios "
-    "measured in one run are what to read. On a GPU the decoder's share and the batch efficiency differ.",
-]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 
 import comfyui_env  # noqa: E402
+from comfyui_env import call_node  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 CACHE = RESULTS / "sweep_dwgf_demo.json"
@@ -97,30 +98,20 @@ class Bench:
 
     def __init__(self) -> None:
         self.nodes = comfyui_env.import_comfyui()
-        self.mappings = self.nodes.NODE_CLASS_MAPPINGS
-        model, vae, positive, negative, _ = self.call("DWGF_DemoModel", prompt="unconditional", batch_size=1)
+        model, vae, positive, negative, _ = call_node("DWGF_DemoModel", prompt="unconditional", batch_size=1)
         self.model, self.vae, self.positive, self.negative = model, vae, positive, negative
-        self.photos, labels = self.call("DWGF_DemoHeldOutImages", which="photos", start=0, count=10000)
+        self.photos, labels = call_node("DWGF_DemoHeldOutImages", which="photos", start=0, count=10000)
         self.labels = labels.split(", ")
         self.metrics = comfyui_env.pack_submodule("dwgf.metrics")
-
-    def call(self, node_id: str, **inputs):
-        """A fresh node instance called inside ``torch.inference_mode()``, as ComfyUI's executor does."""
-        node_class = self.mappings[node_id]
-        with torch.inference_mode():
-            return getattr(node_class(), node_class.FUNCTION)(**inputs)
 
     def images(self, indices: list[int]) -> torch.Tensor:
         return self.photos[indices].contiguous()
 
     def degrade(self, images: torch.Tensor, task: str, sigma_y: float):
         """(degradation, measurement IMAGE, pseudo_inverse IMAGE) from the Degradation Operator."""
-        node_class = self.mappings["DWGF_DegradationOperator"]
-        inputs = {name: spec[1]["default"] for name, spec in node_class.INPUT_TYPES()["required"].items()
-                  if len(spec) > 1 and "default" in spec[1]}
-        inputs.update(TASKS[task])
+        inputs = {**comfyui_env.node_defaults("DWGF_DegradationOperator"), **TASKS[task]}
         inputs.update(image=images, image_is=CLEAN, sigma_y=sigma_y, seed=0)
-        return self.call("DWGF_DegradationOperator", **inputs)
+        return call_node("DWGF_DegradationOperator", **inputs)
 
     def measurement_only(self, pseudo_inverse: torch.Tensor) -> torch.Tensor:
         """``D(E(A†y))`` with the stock VAEEncode / VAEDecode nodes (IMAGE in [0, 1]).
@@ -129,8 +120,8 @@ class Bench:
         posterior is narrow: runs differ by a few hundredths of a dB), so it is seeded here.
         """
         torch.manual_seed(0)
-        (latent,) = self.call("VAEEncode", vae=self.vae, pixels=pseudo_inverse)
-        (decoded,) = self.call("VAEDecode", vae=self.vae, samples=latent)
+        (latent,) = call_node("VAEEncode", vae=self.vae, pixels=pseudo_inverse)
+        (decoded,) = call_node("VAEDecode", vae=self.vae, samples=latent)
         return decoded
 
     def dwgf(self, degradation, measurement, prior_weight: float, ae_weight: float, steps: int,
@@ -138,9 +129,9 @@ class Bench:
         """DWGF Sampler then Particle Decode: (particles, mean, spread) IMAGEs."""
         settings = dict(FIXED, prior_weight=prior_weight, ae_weight=ae_weight, steps=steps)
         settings.update(overrides)
-        (latent,) = self.call("DWGF_Sampler", model=self.model, positive=self.positive, negative=self.negative,
+        (latent,) = call_node("DWGF_Sampler", model=self.model, positive=self.positive, negative=self.negative,
                               vae=self.vae, degradation=degradation, measurement=measurement, **settings)
-        return self.call("DWGF_ParticleDecode", particles=latent, vae=self.vae, paste_known_pixels=False,
+        return call_node("DWGF_ParticleDecode", particles=latent, vae=self.vae, paste_known_pixels=False,
                          degradation=degradation, measurement=measurement)
 
     def psnr(self, estimate: torch.Tensor, clean: torch.Tensor) -> list[float]:

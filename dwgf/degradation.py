@@ -8,34 +8,18 @@ inpainting), so the same samplers serve both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from . import operators as ops
 from .errors import DWGFInputError, require
 
-OPERATOR_KINDS: tuple[str, ...] = (
-    "inpaint box (DWGF reference)",
-    "inpaint box (centre)",
-    "inpaint random pixels",
-    "inpaint mask",
-    "super-resolution avg-pool",
-    "super-resolution bicubic",
-    "gaussian blur",
-    "motion blur",
-    "denoise",
-    "colorize",
-)
-
-INPAINTING_KINDS = {k for k in OPERATOR_KINDS if k.startswith("inpaint")}
-SUPER_RESOLUTION_KINDS = {"super-resolution avg-pool", "super-resolution bicubic"}
-
 
 @dataclass(frozen=True)
 class OperatorSettings:
-    """The user's choice of operator and its parameters (independent of image size)."""
+    """The user's choice of operator (an id of :data:`OPERATORS`) and its parameters (independent of image size)."""
 
     kind: str
     scale_factor: int = 4
@@ -93,45 +77,45 @@ def soft_mask_share(fill_mask: torch.Tensor) -> float:
     return float(soft.sum()) / max(1, int(painted.sum()))
 
 
+def _inpaint_mask(settings: OperatorSettings, height: int, width: int,
+                  fill_mask: torch.Tensor | None) -> ops.LinearOperator:
+    (mask,) = fill_masks_for_images(fill_mask, 1, height, width, settings.mask_threshold)
+    return ops.Inpainting(ops.known_from_fill_mask(mask, settings.mask_threshold))
+
+
+Builder = Callable[[OperatorSettings, int, int, torch.Tensor | None], ops.LinearOperator]
+OPERATORS: dict[str, Builder] = {  # stable id → the operator for a clean image of height × width
+    "inpaint_box_reference": lambda s, h, w, m: ops.Inpainting(ops.reference_box_mask(h, w)),
+    "inpaint_box_centre": lambda s, h, w, m: ops.Inpainting(ops.centered_box_mask(h, w, s.box_fraction)),
+    "inpaint_random_pixels": lambda s, h, w, m: ops.Inpainting(ops.random_mask(h, w, s.keep_probability, s.seed)),
+    "inpaint_mask": _inpaint_mask,
+    "super_resolution_avg_pool": lambda s, h, w, m: ops.AveragePoolSR(h, w, s.scale_factor),
+    "super_resolution_bicubic": lambda s, h, w, m: ops.BicubicSR(h, w, s.scale_factor, padding=s.padding),
+    "gaussian_blur": lambda s, h, w, m: ops.GaussianBlur(h, w, s.kernel_size, s.blur_sigma, padding=s.padding),
+    "motion_blur": lambda s, h, w, m: ops.MotionBlur(h, w, s.kernel_size, s.motion_intensity, s.seed,
+                                                     padding=s.padding),
+    "denoise": lambda s, h, w, m: ops.Denoising(h, w),
+    "colorize": lambda s, h, w, m: ops.Colorization(h, w),
+}
+SUPER_RESOLUTION = {"super_resolution_avg_pool", "super_resolution_bicubic"}
+
+
 def build_operator(settings: OperatorSettings, height: int, width: int,
                    fill_mask: torch.Tensor | None = None) -> ops.LinearOperator:
     """The operator for a clean image of ``height × width``.
 
     ``fill_mask`` is one ``(H, W)`` fill mask (1 = region to fill; see
-    :func:`fill_masks_for_images`), required by "inpaint mask" and read through
+    :func:`fill_masks_for_images`), required by "inpaint_mask" and read through
     ``settings.mask_threshold``.
     """
-    kind = settings.kind
-    require(kind in OPERATOR_KINDS, f"operator {kind!r} is unknown: choose one of {', '.join(OPERATOR_KINDS)}")
+    require(settings.kind in OPERATORS, f"operator {settings.kind!r} is unknown: choose one of {', '.join(OPERATORS)}")
     require(settings.padding in ops.PADDINGS, f"padding must be one of {ops.PADDINGS}, got {settings.padding!r}")
-    if kind == "inpaint mask":
-        (mask,) = fill_masks_for_images(fill_mask, 1, height, width, settings.mask_threshold)
-        return ops.Inpainting(ops.known_from_comfy_mask(mask, settings.mask_threshold))
-    if kind == "inpaint box (DWGF reference)":
-        return ops.Inpainting(ops.reference_box_mask(height, width))
-    if kind == "inpaint box (centre)":
-        return ops.Inpainting(ops.centered_box_mask(height, width, settings.box_fraction))
-    if kind == "inpaint random pixels":
-        return ops.Inpainting(ops.random_mask(height, width, settings.keep_probability, settings.seed))
-    if kind == "super-resolution avg-pool":
-        return ops.AveragePoolSR(height, width, settings.scale_factor)
-    if kind == "super-resolution bicubic":
-        return ops.BicubicSR(height, width, settings.scale_factor, padding=settings.padding)
-    if kind == "gaussian blur":
-        return ops.GaussianBlur(height, width, settings.kernel_size, settings.blur_sigma, padding=settings.padding)
-    if kind == "motion blur":
-        return ops.MotionBlur(height, width, settings.kernel_size, settings.motion_intensity,
-                              settings.seed, padding=settings.padding)
-    if kind == "denoise":
-        return ops.Denoising(height, width)
-    if kind == "colorize":
-        return ops.Colorization(height, width)
-    raise DWGFInputError(f"operator {kind!r} is not implemented")  # pragma: no cover
+    return OPERATORS[settings.kind](settings, height, width, fill_mask)
 
 
 def clean_size_for_measurement(settings: OperatorSettings, height: int, width: int) -> tuple[int, int]:
     """The restored image's size when the user's photo of ``height × width`` is the measurement."""
-    if settings.kind in SUPER_RESOLUTION_KINDS:
+    if settings.kind in SUPER_RESOLUTION:
         return height * settings.scale_factor, width * settings.scale_factor
     return height, width
 
@@ -141,14 +125,14 @@ class Degradation:
     """An operator with the noise level its measurement was simulated with (0 if unknown).
 
     ``operators`` holds one operator per image when the images of a batch have their own masks;
-    empty when ``operator`` serves every image.
+    empty when ``operator`` serves every image. ``image_size`` is the photo's size when the operator
+    works on a larger canvas (a scale factor that does not divide it); ``None`` when they agree.
     """
 
     operator: ops.LinearOperator
     sigma_y: float = 0.0
-    settings: OperatorSettings | None = None
-    info: dict[str, Any] = field(default_factory=dict)
     operators: tuple[ops.LinearOperator, ...] = ()
+    image_size: tuple[int, int] | None = None
 
     def operator_for(self, index: int) -> ops.LinearOperator:
         """The operator of image ``index`` of the batch."""

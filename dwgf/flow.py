@@ -30,16 +30,14 @@ particle mixture and its own measurement, and receives exactly the gradient it w
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from .divergence import all_finite, describe_level, first_bad_step
-from .errors import DWGFInputError, DWGFRunError, require, require_finite, require_whole
+from .errors import require, require_finite, require_whole
 from .particles import NoiseSource
 from .protocols import Autoencoder, Denoiser
 from .run_inputs import (
@@ -49,6 +47,7 @@ from .run_inputs import (
     operator_for_run,
     starting_particles,
 )
+from .sampling import StepCallback, Terms, k_diffusion_noise, measure, run_steps
 from .schedule import (
     REFERENCE_FIRST_TIMESTEP,
     REFERENCE_LAST_TIMESTEP,
@@ -131,15 +130,8 @@ def noise_particles(z: torch.Tensor, level: NoiseLevel, noise: NoiseSource) -> t
 
 @torch.no_grad()
 def model_noise(denoiser: Denoiser, z_t: torch.Tensor, level: NoiseLevel) -> torch.Tensor:
-    """Step 2: ``ε_θ`` by the k-diffusion route ``x = z_t / α``, ``ε_θ = (x − ẑ0) / s``, ``s = σ/α``.
-
-    ComfyUI's models denoise in this form whatever they predict (eps or v), so one call covers both.
-    """
-    s = level.k_sigma
-    x = z_t / level.alpha
-    sigmas = torch.full((z_t.shape[0],), s, device=z_t.device, dtype=z_t.dtype)
-    denoised = denoiser.denoise(x, sigmas).to(z_t.dtype)
-    return (x - denoised) / s
+    """Step 2: ``ε_θ`` by the k-diffusion route (:func:`dwgf.sampling.k_diffusion_noise`)."""
+    return k_diffusion_noise(denoiser.denoise, z_t, level)[0]
 
 
 def _grouped(t: torch.Tensor, groups: int) -> torch.Tensor:
@@ -195,12 +187,7 @@ def prior_loss(z: torch.Tensor, eps_model: torch.Tensor, eps_mixture: torch.Tens
 def data_loss(operator: Measuring, measurement: torch.Tensor, x_noisy: torch.Tensor) -> torch.Tensor:
     """Step 5: ``mean((y − A(x + n))²) / 2``; ``A`` returns only measured elements, so the mean
     runs over the ``N·m`` measurements (``y`` of batch 1 is shared by all particles)."""
-    predicted = operator.forward(x_noisy)
-    if predicted.shape[1:] != measurement.shape[1:]:
-        raise DWGFInputError(
-            f"the measurement has shape {tuple(measurement.shape[1:])} but the operator maps the decoded "
-            f"image {tuple(x_noisy.shape[1:])} to {tuple(predicted.shape[1:])}: build the degradation for "
-            "the image size the VAE decodes these latents to")
+    predicted = measure(operator, measurement, x_noisy)
     return 0.5 * (measurement - predicted.float()).square().mean()
 
 
@@ -220,16 +207,6 @@ def autoencoder_loss(x: torch.Tensor, x_reconstructed: torch.Tensor) -> torch.Te
 # One iteration and the loop (step 7)
 # --------------------------------------------------------------------------------------------
 LOSS_NAMES: tuple[str, ...] = ("loss_obs", "loss_prior", "loss_ae")
-
-
-class StepCallback(Protocol):
-    """Called after every iteration with ``(step_index, total_steps, z, info)``.
-
-    ``z`` is a read-only view of the particles; ``info`` holds ``timestep``, ``alpha_bar`` and the
-    float losses ``loss``, ``loss_obs``, ``loss_prior``, ``loss_ae``. Raise to stop the run.
-    """
-
-    def __call__(self, step_index: int, total_steps: int, z: torch.Tensor, info: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -324,16 +301,16 @@ def run_dwgf(
 ) -> torch.Tensor:
     """Run DWGF and return the final particles ``z``, ``(G·N, *latent_shape)`` float32, detached.
 
-    ``latent_shape`` is one particle's shape (e.g. ``(4, 64, 64)``; see :func:`latent_shape_for`).
+    ``latent_shape`` is one particle's shape (e.g. ``(4, 64, 64)``).
     ``operator`` and ``measurement`` give the data term; leave both out to flow towards the prior
     alone. ``groups`` > 1 restores ``G`` measurements at once (batch ``G``, or ``G·N``), with
     ``N = config.particles`` consecutive particles each; the operator is shared. ``levels``
     overrides the noise schedule (default: ``config.steps`` timesteps spread evenly from
     ``config.first_timestep`` down to ``config.last_timestep`` of the denoiser's ``alphas_cumprod``).
-    ``initial`` overrides the seeded ``N(0, I)`` start.
+    ``initial`` overrides the seeded ``N(0, I)`` start. ``callback`` (:class:`dwgf.sampling.StepCallback`)
+    sees the losses ``loss_obs``, ``loss_prior`` and ``loss_ae`` of every iteration.
     """
     require_whole(groups, "groups", 1, "use 1 group per measurement image")
-    n = config.particles * groups
     shape = latent_shape_for_run(latent_shape, "particle")
     require((operator is None) == (measurement is None),
             "give both the operator and the measurement for the data term, or neither for a prior-only run")
@@ -342,41 +319,39 @@ def run_dwgf(
     require(operator is not None or config.prior_weight > 0 or config.ae_weight > 0,
             "nothing to optimise: with no measurement, prior_weight or ae_weight must be > 0")
     device = device_for_run(device, measurement)
-    if levels is None:
-        levels = reference_levels(denoiser.alphas_cumprod, config.steps, config.first_timestep, config.last_timestep)
-    levels = list(levels)
+    levels = list(levels) if levels is not None else dwgf_levels(denoiser.alphas_cumprod, config)
     require(len(levels) > 0, "the noise schedule is empty: use at least 1 step")
     if measurement is not None and groups > 1 and measurement.shape[0] == groups:
         measurement = measurement.repeat_interleave(config.particles, dim=0)
 
-    with torch.inference_mode(False), torch.enable_grad():  # ComfyUI runs nodes in inference mode
-        measured = measurement_for_run(measurement, n, device)
-        problem = _Problem(denoiser, autoencoder, operator_for_run(operator, device), measured, config, groups)
-        z = starting_particles(initial, n, shape, config.seed, device).requires_grad_(True)
-        optimizer = _make_optimizer(config, z)
-        noise = NoiseSource(config.seed, device)
-        history = torch.zeros((len(levels), len(LOSS_NAMES)), dtype=torch.float32, device=device)
-        total_steps = len(levels)
-        for k, level in enumerate(levels):
-            z.grad = None
-            terms = iteration_gradient(problem, z, level, noise)
-            optimizer.step()
-            z.grad = None
-            history[k] = terms
-            if callback is not None:
-                values = terms.tolist()  # the one synchronisation a callback costs
-                if not all(math.isfinite(v) for v in values):
-                    _raise_diverged(history, z, k, levels, config)
-                info: dict[str, Any] = {"timestep": level.timestep, "alpha_bar": level.alpha_bar,
-                                        "loss": values[0] + values[1] + config.ae_weight * values[2],
-                                        **dict(zip(LOSS_NAMES, values, strict=True))}
-                callback(k, total_steps, z.detach(), info)
-            elif (k + 1) % config.check_every == 0:
-                if not all_finite(history, z, k):
-                    _raise_diverged(history, z, k, levels, config)
-        if not all_finite(history, z, total_steps - 1):
-            _raise_diverged(history, z, total_steps - 1, levels, config)
-    return z.detach()
+    terms = Terms("DWGF", LOSS_NAMES, (1.0, 1.0, config.ae_weight), _CAUSES, "the particles",
+                  "a gradient that overflowed: a learning rate too high",
+                  f"Try a lower lr (now {config.lr}) or prior_weight (now {config.prior_weight})")
+    steps = _steps(denoiser, autoencoder, config, operator, measurement, levels, device, initial, groups, shape)
+    return run_steps(steps, levels, terms, config.check_every, callback, device)
+
+
+def _steps(denoiser: Denoiser, autoencoder: Autoencoder | None, config: DWGFConfig, operator: Measuring | None,
+           measurement: torch.Tensor | None, levels: list[NoiseLevel], device: torch.device,
+           initial: torch.Tensor | None, groups: int, shape: tuple[int, ...]) -> Iterator:
+    """Step 7 at every level: one gradient and one optimiser step on ``z``; yields ``(z, losses, info)``."""
+    n = config.particles * groups
+    problem = _Problem(denoiser, autoencoder, operator_for_run(operator, device),
+                       measurement_for_run(measurement, n, device), config, groups)
+    z = starting_particles(initial, n, shape, config.seed, device).requires_grad_(True)
+    optimizer = _make_optimizer(config, z)
+    noise = NoiseSource(config.seed, device)
+    for level in levels:
+        z.grad = None
+        losses = iteration_gradient(problem, z, level, noise)
+        optimizer.step()
+        z.grad = None
+        yield z, losses, {"timestep": level.timestep, "alpha_bar": level.alpha_bar}
+
+
+def dwgf_levels(alphas_cumprod: torch.Tensor, config: DWGFConfig) -> list[NoiseLevel]:
+    """``config.steps`` timesteps spread evenly from ``first_timestep`` down to ``last_timestep``."""
+    return reference_levels(alphas_cumprod, config.steps, config.first_timestep, config.last_timestep)
 
 
 def _make_optimizer(config: DWGFConfig, z: torch.Tensor) -> torch.optim.Optimizer:
@@ -385,10 +360,7 @@ def _make_optimizer(config: DWGFConfig, z: torch.Tensor) -> torch.optim.Optimize
     return torch.optim.SGD([z], lr=config.lr)
 
 
-# --------------------------------------------------------------------------------------------
-# Divergence
-# --------------------------------------------------------------------------------------------
-_CAUSES = {
+_CAUSES = {  # the likely cause of a divergence, by the first term that went bad
     "loss_obs": "the decoded image or the data term: a learning rate too high, or a VAE that overflows "
                 "(a float16 VAE often does; try a float32 or bfloat16 VAE)",
     "loss_prior": "the prior term: a learning rate too high, a prior weight too strong, or a diffusion model "
@@ -397,30 +369,9 @@ _CAUSES = {
 }
 
 
-def _raise_diverged(history: torch.Tensor, z: torch.Tensor, upto: int, levels: Sequence[NoiseLevel],
-                    config: DWGFConfig) -> None:
-    step, names = first_bad_step(history, upto, LOSS_NAMES)
-    what = " and ".join(names) if names else "the particles"
-    cause = _CAUSES.get(names[0]) if names else "a gradient that overflowed: a learning rate too high"
-    where = describe_level(levels[step])
-    raise DWGFRunError(
-        f"DWGF diverged at step {step + 1} of {len(levels)} ({where}): {what} became NaN or infinite. "
-        f"Likely cause: {cause}. Try a lower lr (now {config.lr}) or prior_weight (now {config.prior_weight}), "
-        "or check that the model and VAE produce finite outputs.")
-
-
 # --------------------------------------------------------------------------------------------
 # Helpers for callers
 # --------------------------------------------------------------------------------------------
-def latent_shape_for(autoencoder: Autoencoder, height: int, width: int) -> tuple[int, int, int]:
-    """One particle's latent shape for images of ``height × width``."""
-    r = int(autoencoder.downscale)
-    require(height % r == 0 and width % r == 0,
-            f"the image is {height}x{width} but the VAE works on multiples of {r} pixels: "
-            f"crop or resize to {height // r * r}x{width // r * r}")
-    return (int(autoencoder.latent_channels), height // r, width // r)
-
-
 @torch.no_grad()
 def decode_particles(autoencoder: Autoencoder, z: torch.Tensor) -> torch.Tensor:
     """METHOD.md's output: all ``N`` decoded particles ``D(z)``, float32, in [-1, 1] (unclamped)."""

@@ -12,7 +12,7 @@ import torch
 from .errors import require
 
 
-def comfy_image_to_signed(image: torch.Tensor, what: str = "image") -> torch.Tensor:
+def bhwc_unit_to_bchw_signed(image: torch.Tensor, what: str = "image") -> torch.Tensor:
     """``(B, H, W, C)`` in [0, 1] → ``(B, 3, H, W)`` in [-1, 1] (alpha dropped, grey repeated)."""
     require(image.ndim == 4, f"{what} must be a ComfyUI IMAGE (batch, height, width, channels); "
             f"got shape {tuple(image.shape)}")
@@ -24,6 +24,6 @@ def comfy_image_to_signed(image: torch.Tensor, what: str = "image") -> torch.Ten
     return rgb.permute(0, 3, 1, 2).float() * 2.0 - 1.0
 
 
-def signed_to_comfy_image(x: torch.Tensor) -> torch.Tensor:
+def bchw_signed_to_bhwc_unit(x: torch.Tensor) -> torch.Tensor:
     """``(B, 3, H, W)`` in [-1, 1] → ComfyUI IMAGE ``(B, H, W, 3)`` float32 in [0, 1], on the CPU."""
     return ((x.detach().float().clamp(-1, 1) + 1.0) / 2.0).permute(0, 2, 3, 1).contiguous().cpu()

@@ -115,9 +115,6 @@ class LinearOperator(ABC):
             y = y + sigma_y * seeded_normal(y.shape, seed).to(y)
         return y
 
-    def describe(self) -> str:
-        return self.name
-
     def to(self, device: torch.device | str) -> LinearOperator:
         """A copy whose index and kernel tensors live on ``device`` as ordinary tensors.
 
@@ -173,9 +170,6 @@ class OnCanvas(LinearOperator):
 
     def from_image(self, image: torch.Tensor) -> torch.Tensor:
         return self.inner.from_image(image)
-
-    def describe(self) -> str:
-        return f"{self.inner.describe()} on a {self.height}x{self.width} canvas"
 
 
 def on_canvas(operator: LinearOperator, multiple: int) -> LinearOperator:
@@ -325,10 +319,6 @@ class Inpainting(LinearOperator):
         self.known = known
         self._flat_index = known.flatten().nonzero().squeeze(1)
 
-    @property
-    def kept_fraction(self) -> float:
-        return float(self.known.float().mean())
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.flatten(2).index_select(2, self._flat_index.to(x.device))
 
@@ -386,8 +376,9 @@ def random_mask(height: int, width: int, keep_probability: float, seed: int) -> 
     return torch.rand(height, width, generator=generator) < keep_probability
 
 
-def known_from_comfy_mask(mask: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    """ComfyUI's MASK marks the region to fill (1 = fill); the operator keeps its complement.
+def known_from_fill_mask(mask: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """A fill mask ``(H, W)`` or ``(B, H, W)`` marks the region to fill (1 = fill, as ComfyUI's MASK);
+    the operator keeps its complement.
 
     Masks are thresholded (soft brushes give values like 0.999) and only the first mask of a batch
     is used.
@@ -431,9 +422,6 @@ class AveragePoolSR(LinearOperator):
 
     def image_size_of_measurement(self) -> tuple[int, int]:
         return (self.height // self.factor, self.width // self.factor)
-
-    def describe(self) -> str:
-        return f"{self.name} x{self.factor}"
 
 
 def keys_cubic(t: torch.Tensor, a: float = -0.5) -> torch.Tensor:
@@ -491,9 +479,6 @@ class BicubicSR(LinearOperator):
     def image_size_of_measurement(self) -> tuple[int, int]:
         return (self.height // self.factor, self.width // self.factor)
 
-    def describe(self) -> str:
-        return f"{self.name} x{self.factor}"
-
 
 # --------------------------------------------------------------------------------------------
 # Deblurring
@@ -547,7 +532,7 @@ class Blur(LinearOperator):
     name = "deblurring"
 
     def __init__(self, height: int, width: int, kernel: torch.Tensor, channels: int = 3,
-                 padding: Padding = "reflect", label: str = "blur") -> None:
+                 padding: Padding = "reflect") -> None:
         super().__init__(height, width, channels)
         require(kernel.ndim == 2 and kernel.shape[0] % 2 == 1 and kernel.shape[1] % 2 == 1,
                 f"blur kernel must be 2-D with odd sides, got shape {tuple(kernel.shape)}")
@@ -557,7 +542,6 @@ class Blur(LinearOperator):
                 f"blur kernel {kh}x{kw} is larger than the {height}x{width} image: use a smaller kernel "
                 f"size (at most {min(height, width) - (1 - min(height, width) % 2)}) or a larger image")
         self.kernel = kernel.to(torch.float64)
-        self.label = label
         self.rows = AxisGather(padding_indices(height, kh // 2, kh // 2, padding), height, axis=-2)
         self.cols = AxisGather(padding_indices(width, kw // 2, kw // 2, padding), width, axis=-1)
 
@@ -576,9 +560,6 @@ class Blur(LinearOperator):
     def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor:
         return least_squares(self, y, damping=1e-2, iterations=100)
 
-    def describe(self) -> str:
-        return f"{self.label} {self.kernel.shape[0]}x{self.kernel.shape[1]}"
-
 
 class GaussianBlur(Blur):
     """Gaussian blur, computed separably (same result as the 2-D kernel, far cheaper)."""
@@ -586,7 +567,7 @@ class GaussianBlur(Blur):
     def __init__(self, height: int, width: int, size: int = 61, sigma: float = 3.0,
                  channels: int = 3, padding: Padding = "reflect") -> None:
         k1 = gaussian_kernel_1d(size, sigma)
-        super().__init__(height, width, torch.outer(k1, k1), channels, padding, label=f"gaussian blur σ={sigma}")
+        super().__init__(height, width, torch.outer(k1, k1), channels, padding)
         self.separable = SeparableStridedFilter(k1, -(size // 2), height, width, 1, padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -601,8 +582,7 @@ class MotionBlur(Blur):
 
     def __init__(self, height: int, width: int, size: int = 61, intensity: float = 0.5, seed: int = 0,
                  channels: int = 3, padding: Padding = "reflect") -> None:
-        super().__init__(height, width, motion_blur_kernel(size, intensity, seed), channels, padding,
-                         label=f"motion blur (intensity {intensity}, seed {seed})")
+        super().__init__(height, width, motion_blur_kernel(size, intensity, seed), channels, padding)
 
 
 # --------------------------------------------------------------------------------------------

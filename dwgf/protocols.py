@@ -24,7 +24,9 @@ class Denoiser(Protocol):
     ``denoise(x, sigma)`` takes noisy latents ``x = z + sigma * eps`` (model space, i.e. already
     multiplied by the VAE scale factor) with ``sigma`` a 1-D tensor of one value per batch item,
     and returns the denoised estimate ``ẑ0``. Conditioning and guidance are the implementer's.
-    ``alphas_cumprod`` is the model's discrete schedule ``ᾱ_t``, ``t = 0 … T−1``.
+    ``alphas_cumprod`` is the model's discrete schedule ``ᾱ_t``, ``t = 0 … T−1``. Optional:
+    ``denoise_differentiable(x, sigma)``, the same call keeping the autograd graph from ``x`` to ``ẑ0``
+    (PSLD's gradient runs through it; a ``denoise`` that keeps the graph serves as well).
     """
 
     alphas_cumprod: torch.Tensor
@@ -39,7 +41,8 @@ class Autoencoder(Protocol):
     ``decode(z)`` maps scaled latents ``(N, C, h, w)`` to images ``(N, 3, H, W)`` in [-1, 1]
     (unclamped, so gradients flow); ``encode(x)`` maps images back to scaled latents. Optional:
     ``decode_checkpointed(z)``, the same decode keeping fewer activations for the backward (used
-    by DWGF's ``checkpoint_decoder``).
+    by DWGF's ``checkpoint_decoder``), and ``encode_differentiable(x)``, ``encode`` with gradient (the
+    same deterministic posterior mean, for PSLD's gluing term).
     """
 
     latent_channels: int
@@ -48,26 +51,3 @@ class Autoencoder(Protocol):
     def decode(self, z: torch.Tensor) -> torch.Tensor: ...
 
     def encode(self, x: torch.Tensor) -> torch.Tensor: ...
-
-
-@runtime_checkable
-class DifferentiableDenoiser(Denoiser, Protocol):
-    """A :class:`Denoiser` that can also keep the autograd graph from ``x`` to ``ẑ0``.
-
-    ``denoise_differentiable(x, sigma)`` is ``denoise`` without ``no_grad`` (and with weights that
-    autograd can save); PSLD's gradient runs through it. Optional: a ``denoise`` that already keeps
-    the graph serves as well.
-    """
-
-    def denoise_differentiable(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor: ...
-
-
-@runtime_checkable
-class DifferentiableAutoencoder(Autoencoder, Protocol):
-    """An :class:`Autoencoder` whose encoder can also keep the autograd graph.
-
-    ``encode_differentiable(x)`` is ``encode`` with gradient (the same deterministic posterior
-    mean); PSLD's gluing term differentiates through it. Optional, as for the denoiser.
-    """
-
-    def encode_differentiable(self, x: torch.Tensor) -> torch.Tensor: ...

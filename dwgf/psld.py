@@ -24,15 +24,14 @@ the errors and gradients are float32 too (float64 when the caller passes float64
 
 from __future__ import annotations
 
-import math
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 import torch
 
-from .divergence import all_finite, describe_level, first_bad_step
-from .errors import DWGFInputError, DWGFRunError, require, require_finite, require_whole
+from .errors import DWGFInputError, require, require_finite, require_whole
 from .operators import Inpainting
 from .protocols import Autoencoder, Denoiser
 from .run_inputs import (
@@ -42,6 +41,7 @@ from .run_inputs import (
     operator_for_run,
     starting_particles,
 )
+from .sampling import StepCallback, Terms, k_diffusion_noise, measure, run_steps
 from .schedule import NoiseLevel, evenly_spaced_timesteps, levels_from_timesteps, require_timestep_sweep
 
 PSLD_FIRST_TIMESTEP = 999
@@ -136,20 +136,13 @@ class PSLDProblem:
 # --------------------------------------------------------------------------------------------
 def predict_noise(denoiser: Denoiser, z_t: torch.Tensor, level: NoiseLevel,
                   differentiable: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Step 1: ``(ε, ẑ0)`` by the k-diffusion route, with gradient when ``differentiable``.
-
-    ``x = z_t/α``, ``s = σ/α``, ``ẑ0 = denoise(x, s)``, ``ε = (x − ẑ0)/s``; then
-    ``(z_t − σ ε)/α`` is exactly the denoiser's ``ẑ0``, which is returned as it is (no rounding
-    from the cancellation at high noise). Covers eps- and v-prediction models alike.
-    """
-    s = level.k_sigma
-    x = z_t / level.alpha
-    sigmas = torch.full((z_t.shape[0],), s, device=z_t.device, dtype=z_t.dtype)
-    denoised = _denoise(denoiser, x, sigmas, differentiable).to(z_t.dtype)
-    return (x - denoised) / s, denoised
+    """Step 1: ``(ε, ẑ0)`` by the k-diffusion route (:func:`dwgf.sampling.k_diffusion_noise`), with
+    gradient when ``differentiable``. ``(z_t − σ ε)/α`` is exactly the denoiser's ``ẑ0``, which is
+    returned as it is (no rounding from the cancellation at high noise)."""
+    return k_diffusion_noise(functools.partial(_denoise, denoiser, differentiable=differentiable), z_t, level)
 
 
-def _denoise(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, differentiable: bool) -> torch.Tensor:
+def _denoise(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, differentiable: bool) -> torch.Tensor:
     if not differentiable:
         with torch.no_grad():
             return denoiser.denoise(x, sigmas)
@@ -181,12 +174,7 @@ def measurement_error(operator: Projecting, measurement: torch.Tensor, image: to
 
     ``y`` of batch 1 is shared by all samples; ``A`` returns only the measured elements.
     """
-    predicted = operator.forward(image)
-    if predicted.shape[1:] != measurement.shape[1:]:
-        raise DWGFInputError(
-            f"the measurement has shape {tuple(measurement.shape[1:])} but the operator maps the decoded "
-            f"image {tuple(image.shape[1:])} to {tuple(predicted.shape[1:])}: build the degradation for "
-            "the image size the VAE decodes these latents to")
+    predicted = measure(operator, measurement, image)
     residual = measurement.to(predicted.dtype) - predicted
     return torch.linalg.vector_norm(residual.expand_as(predicted).flatten(1), dim=1)
 
@@ -285,19 +273,6 @@ def _summary(step: StepResult) -> torch.Tensor:
                         torch.linalg.vector_norm(step.gradient.flatten(1), dim=1).mean())).float()
 
 
-class StepCallback(Protocol):
-    """Called after every step with ``(step_index, total_steps, z, info)``.
-
-    ``z`` is the new (detached) latent ``z_{t_prev}``; ``info`` holds ``timestep``,
-    ``timestep_prev``, ``alpha_bar``, ``alpha_bar_prev``, the float means over samples
-    ``loss`` (= ω e_m + γ e_g), ``measurement_error``, ``gluing_error``, ``gradient_norm``,
-    ``denoised_abs_mean``, and ``denoised`` — this step's ``ẑ0`` tensor, for previews.
-    Raise to stop the run.
-    """
-
-    def __call__(self, step_index: int, total_steps: int, z: torch.Tensor, info: dict[str, Any]) -> None: ...
-
-
 def run_psld(
     denoiser: Denoiser,
     autoencoder: Autoencoder | None,
@@ -313,13 +288,14 @@ def run_psld(
 ) -> torch.Tensor:
     """Run PSLD and return the clean latents ``(N, *latent_shape)``, float32, detached.
 
-    ``latent_shape`` is one sample's shape (see :func:`dwgf.flow.latent_shape_for`); decode the
-    result with :func:`dwgf.flow.decode_particles`. ``operator`` and ``measurement`` (batch 1 or
-    ``N``) give the correction; leave both out for plain DDIM. ``levels`` overrides the visited
-    noise levels (default: :func:`psld_levels`); the last always steps to ``ᾱ = 1``.
-    ``initial`` overrides the seeded ``z_T ~ N(0, I)``.
+    ``latent_shape`` is one sample's shape; decode the result with :func:`dwgf.flow.decode_particles`.
+    ``operator`` and ``measurement`` (batch 1 or ``N``) give the correction; leave both out for plain
+    DDIM. ``levels`` overrides the visited noise levels (default: :func:`psld_levels`); the last
+    always steps to ``ᾱ = 1``. ``initial`` overrides the seeded ``z_T ~ N(0, I)``. ``callback``
+    (:class:`dwgf.sampling.StepCallback`) gets ``z_{t_prev}`` and, besides the means over samples
+    of :data:`SUMMARY_NAMES` and ``loss`` (= ω e_m + γ e_g), ``timestep_prev``, ``alpha_bar_prev``
+    and ``denoised``, this step's ``ẑ0`` tensor, for previews.
     """
-    n = config.particles
     shape = latent_shape_for_run(latent_shape, "sample")
     require((operator is None) == (measurement is None),
             "give both the operator and the measurement for the correction, or neither for plain DDIM")
@@ -329,39 +305,30 @@ def run_psld(
     levels = list(levels) if levels is not None else psld_levels(denoiser.alphas_cumprod, config)
     require(len(levels) > 0, "the noise schedule is empty: use at least 1 step")
 
-    with torch.inference_mode(False), torch.enable_grad():  # ComfyUI runs nodes in inference mode
-        measured = measurement_for_run(measurement, n, device)
-        problem = PSLDProblem(denoiser, autoencoder, operator_for_run(operator, device), measured,
-                              float(config.omega), float(config.gamma))
-        z = starting_particles(initial, n, shape, config.seed, device)
-        history = torch.zeros((len(levels), len(SUMMARY_NAMES)), dtype=torch.float32, device=device)
-        total_steps = len(levels)
-        for k, (level, level_prev) in enumerate(transitions(levels)):
-            step = psld_step(problem, z, level, level_prev)
-            z = step.z_prev
-            history[k] = _summary(step)
-            if callback is not None:
-                values = history[k].tolist()  # the one synchronisation a callback costs
-                if not (all(math.isfinite(v) for v in values) and bool(torch.isfinite(z).all())):
-                    _raise_diverged(history, z, k, levels, config)
-                info: dict[str, Any] = {
-                    "timestep": level.timestep, "timestep_prev": level_prev.timestep,
-                    "alpha_bar": level.alpha_bar, "alpha_bar_prev": level_prev.alpha_bar,
-                    "loss": config.omega * values[1] + config.gamma * values[2],
-                    **dict(zip(SUMMARY_NAMES, values, strict=True)), "denoised": step.denoised}
-                callback(k, total_steps, z, info)
-            elif (k + 1) % config.check_every == 0:
-                if not all_finite(history, z, k):
-                    _raise_diverged(history, z, k, levels, config)
-        if not all_finite(history, z, total_steps - 1):
-            _raise_diverged(history, z, total_steps - 1, levels, config)
-    return z.detach()
+    terms = Terms("PSLD", SUMMARY_NAMES, (0.0, config.omega, config.gamma, 0.0), _CAUSES, "the latents",
+                  "the correction step overflowed: omega or gamma too large",
+                  f"Try a lower omega (now {config.omega}) or gamma (now {config.gamma})", first_only=True)
+    steps = _steps(denoiser, autoencoder, config, operator, measurement, levels, device, initial, shape)
+    return run_steps(steps, levels, terms, config.check_every, callback, device)
 
 
-# --------------------------------------------------------------------------------------------
-# Divergence
-# --------------------------------------------------------------------------------------------
-_CAUSES = {
+def _steps(denoiser: Denoiser, autoencoder: Autoencoder | None, config: PSLDConfig, operator: Projecting | None,
+           measurement: torch.Tensor | None, levels: list[NoiseLevel], device: torch.device,
+           initial: torch.Tensor | None, shape: tuple[int, ...]) -> Iterator:
+    """Step 5 at every level; yields ``(z_{t_prev}, summary, info)``."""
+    n = config.particles
+    problem = PSLDProblem(denoiser, autoencoder, operator_for_run(operator, device),
+                          measurement_for_run(measurement, n, device), float(config.omega), float(config.gamma))
+    z = starting_particles(initial, n, shape, config.seed, device)
+    for level, level_prev in transitions(levels):
+        step = psld_step(problem, z, level, level_prev)
+        z = step.z_prev
+        yield z, _summary(step), {"timestep": level.timestep, "timestep_prev": level_prev.timestep,
+                                  "alpha_bar": level.alpha_bar, "alpha_bar_prev": level_prev.alpha_bar,
+                                  "denoised": step.denoised}
+
+
+_CAUSES = {  # the likely cause of a divergence, by the first term that went bad (terms in causal order)
     "denoised_abs_mean": "the diffusion model returned NaN or infinite values (a float16 model can overflow; "
                          "try another precision)",
     "measurement_error": "the decoder: the VAE overflowed decoding ẑ0 (a float16 VAE often does; try a float32 "
@@ -369,15 +336,3 @@ _CAUSES = {
     "gluing_error": "the encoder: the VAE overflowed encoding the glued image (a float16 VAE often does)",
     "gradient_norm": "the gradient through the model and the VAE overflowed: omega or gamma too large",
 }
-
-
-def _raise_diverged(history: torch.Tensor, z: torch.Tensor, upto: int, levels: Sequence[NoiseLevel],
-                    config: PSLDConfig) -> None:
-    step, names = first_bad_step(history, upto, SUMMARY_NAMES)
-    what = names[0] if names else "the latents"
-    cause = _CAUSES[names[0]] if names else "the correction step overflowed: omega or gamma too large"
-    where = describe_level(levels[step])
-    raise DWGFRunError(
-        f"PSLD diverged at step {step + 1} of {len(levels)} ({where}): {what} became NaN or infinite. "
-        f"Likely cause: {cause}. Try a lower omega (now {config.omega}) or gamma (now {config.gamma}), "
-        "or check that the model and VAE produce finite outputs.")

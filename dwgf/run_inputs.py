@@ -24,12 +24,7 @@ def operator_for_run(operator: Any, device: torch.device) -> Any:
     """
     if operator is None:
         return None
-    if hasattr(operator, "to"):
-        return operator.to(device)
-    try:
-        return copy.deepcopy(operator)
-    except Exception:  # an operator that cannot be copied is used as it is
-        return operator
+    return operator.to(device) if hasattr(operator, "to") else copy.deepcopy(operator)
 
 
 def measurement_for_run(measurement: torch.Tensor | None, particles: int, device: torch.device) -> torch.Tensor | None:

@@ -171,28 +171,36 @@ class GuidedDenoiser:
         return self.guided(x, sigma.to(x), **self.extra_args)
 
 
+class Progress:
+    """A core run's step callback (``dwgf.sampling.StepCallback``) driving ComfyUI's progress bar, live
+    preview (the step's ``info["denoised"]`` when there is one, else ``z``) and Cancel button."""
+
+    def __init__(self, callback: Callable | None, sigmas: torch.Tensor) -> None:
+        self.callback, self.sigmas = callback, sigmas
+
+    def __call__(self, step: int, total: int, z: torch.Tensor, info: dict[str, Any]) -> None:
+        throw_if_interrupted()
+        if self.callback is not None:
+            preview = info.get("denoised", z).detach()
+            self.callback({"i": step, "denoised": preview, "x": preview, "sigma": self.sigmas[step],
+                           "sigma_hat": self.sigmas[step]})
+
+
 def sample_with_comfyui(model: Any, positive: Any, negative: Any, cfg: float, sigmas: torch.Tensor,
                         latent_shape: tuple[int, ...], seed: int,
-                        run: Callable[[GuidedDenoiser, torch.device, Callable], torch.Tensor],
+                        run: Callable[[GuidedDenoiser, torch.device, Progress], torch.Tensor],
                         differentiable_model: bool = False) -> torch.Tensor:
     """Run ``run(denoiser, device, on_step)`` as a ComfyUI sampler; returns raw VAE latents.
 
-    ``sigmas`` are the schedule's noise levels (one per iteration). ``on_step(step, preview)``
-    drives ComfyUI's progress bar, live preview and Cancel button. ``differentiable_model`` lets
-    gradients run through the UNet (PSLD).
+    ``sigmas`` are the schedule's noise levels (one per iteration); ``on_step`` is the core run's
+    callback (:class:`Progress`). ``differentiable_model`` lets gradients run through the UNet (PSLD).
     """
     alphas = model_alphas_cumprod(model)
     comfy_callback = latent_preview.prepare_callback(model, len(sigmas))
 
     def sampler_function(guided, noise, comfy_sigmas, extra_args=None, callback=None, disable=None, **_):
         denoiser = GuidedDenoiser(guided, dict(extra_args or {}), alphas)
-
-        def on_step(step: int, preview: torch.Tensor) -> None:
-            throw_if_interrupted()
-            if callback is not None:
-                callback({"i": step, "denoised": preview.detach(), "x": preview.detach(),
-                          "sigma": comfy_sigmas[step], "sigma_hat": comfy_sigmas[step]})
-
+        on_step = Progress(callback, comfy_sigmas)
         with torch.inference_mode(False), torch.enable_grad():
             if not differentiable_model:
                 return run(denoiser, noise.device, on_step)
@@ -219,7 +227,7 @@ def custom_sampler(run: Callable[..., torch.Tensor]) -> Any:
 
     ``run(model, denoiser, unit_noise, sigmas, seed, device, on_step)`` returns model-space latents
     of ``unit_noise``'s shape; ``model`` is a :class:`GuidedModel`; ``unit_noise`` is the noise the
-    user's noise source drew, before ComfyUI scaled it to the first sigma.
+    user's noise source drew, before ComfyUI scaled it to the first sigma; ``on_step`` a :class:`Progress`.
     """
 
     def sampler_function(guided, noise, sigmas, extra_args=None, callback=None, disable=None, **_):
@@ -227,15 +235,8 @@ def custom_sampler(run: Callable[..., torch.Tensor]) -> Any:
         denoiser = GuidedDenoiser(guided, dict(extra_args or {}), model_alphas_cumprod(model))
         unit_noise = getattr(guided, "noise", None)
         seed = int((extra_args or {}).get("seed", 0) or 0)
-
-        def on_step(step: int, preview: torch.Tensor) -> None:
-            throw_if_interrupted()
-            if callback is not None:
-                callback({"i": step, "denoised": preview.detach(), "x": preview.detach(),
-                          "sigma": sigmas[step], "sigma_hat": sigmas[step]})
-
         with torch.inference_mode(False), torch.enable_grad():
-            return run(model, denoiser, unit_noise, sigmas, seed, noise.device, on_step).to(noise)
+            return run(model, denoiser, unit_noise, sigmas, seed, noise.device, Progress(callback, sigmas)).to(noise)
 
     return comfy.samplers.KSAMPLER(sampler_function)
 

@@ -3,6 +3,8 @@ SamplerCustomAdvanced, so a graph brings its own sigmas (scheduler), guider and 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Any
 
 import torch
@@ -13,12 +15,10 @@ from ..dwgf.flow import DWGFConfig, run_dwgf
 from ..dwgf.particles import initial_particles
 from ..dwgf.schedule import NoiseLevel
 from . import comfy_adapter
-from .common import CATEGORY, DEGRADATION_TYPE
-from .dwgf_sampler_node import MEMORY_MODES, DWGFSampler
-from .memory_guard import RunMemory, check_run_memory
-from .restoration import MeasurementBatch, require_finite_inputs
-
-METHOD_INPUTS = ("learning_rate", "prior_weight", "ae_weight", "decoder_noise")
+from .common import CATEGORY
+from .memory_guard import RunMemory
+from .restoration import MeasurementBatch, run_in_comfyui
+from .sampler_inputs import FASTEST, dwgf_method_inputs, dwgf_settings, memory_inputs, problem_inputs
 
 
 def levels_from_sigmas(sigmas: torch.Tensor) -> list[NoiseLevel]:
@@ -45,46 +45,39 @@ class DWGFCustomSampler:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
-        full = DWGFSampler.INPUT_TYPES()
-        required = {name: full["required"][name] for name in ("vae", "degradation", "measurement", *METHOD_INPUTS)}
-        required["degradation"] = (DEGRADATION_TYPE, full["required"]["degradation"][1])
-        return {"required": required, "optional": dict(full["optional"])}
+        shared = problem_inputs()
+        required = {name: shared[name] for name in ("vae", "degradation", "measurement")}
+        return {"required": {**required, **dwgf_method_inputs()}, "optional": memory_inputs()}
 
     def sampler(self, vae: Any, degradation: Degradation, measurement: torch.Tensor, learning_rate: float,
                 prior_weight: float, ae_weight: float, decoder_noise: float,
-                memory: str = next(iter(MEMORY_MODES)), memory_check: bool = True) -> tuple[Any]:
-        require(memory in MEMORY_MODES, f"memory must be one of {list(MEMORY_MODES)}, got {memory!r}")
-        require_finite_inputs(learning_rate=learning_rate, prior_weight=prior_weight, ae_weight=ae_weight,
-                              decoder_noise=decoder_noise)
+                memory: str = FASTEST, memory_check: bool = True) -> tuple[Any]:
+        config, run_memory = dwgf_settings(memory, memory_check, learning_rate, prior_weight, ae_weight, decoder_noise)
         require(measurement.ndim == 4 and measurement.shape[0] == 1,
                 "measurement: the custom-sampling DWGF restores one image per run; use the DWGF Sampler for a batch")
-        chunk, checkpointed = MEMORY_MODES[memory]
-        run_memory = RunMemory(memory, chunk, checkpointed, check=bool(memory_check))
+        return (comfy_adapter.custom_sampler(functools.partial(run_on_sigmas, vae, degradation, measurement, config,
+                                                               run_memory)),)
 
-        def run(model, denoiser, unit_noise, sigmas, seed, device, on_step) -> torch.Tensor:
-            problem = MeasurementBatch.prepare(model, vae, degradation, measurement)
-            require(unit_noise is not None, "this ComfyUI did not hand the sampler its noise: update ComfyUI")
-            particles, *shape = unit_noise.shape
-            require(tuple(shape) == problem.latent_shape,
-                    f"latent_image: the latent is {tuple(shape)} per particle but restoring this "
-                    f"{problem.image_size[0]}x{problem.image_size[1]} image needs {problem.latent_shape}: use an "
-                    "empty latent of the restored image's size (for the demo model, its empty_latent output)")
-            levels = levels_from_sigmas(sigmas)
-            config = DWGFConfig(particles=particles, steps=min(len(levels), 998), lr=learning_rate,
-                                prior_weight=prior_weight, ae_weight=ae_weight, decoder_noise=decoder_noise,
-                                seed=seed, particle_chunk=chunk, checkpoint_decoder=checkpointed)
-            start = unit_noise.detach().float()
-            if not bool(start.abs().sum() > 0):  # add_noise off: the seeded start DWGF uses anyway
-                start = initial_particles(particles, problem.latent_shape, seed)
-            autoencoder = comfy_adapter.prepare_vae(vae, model)
-            check_run_memory(autoencoder, problem.latent_shape, particles, run_memory, device)
-            ((operator, y),) = list(problem.measurements())
-            with comfy_adapter.interruptible_networks(vae, model):
-                return run_dwgf(denoiser, autoencoder, config, problem.latent_shape, operator, y.to(device),
-                                levels=levels, device=device, initial=start.to(device),
-                                callback=lambda k, total, z, info: on_step(k, info.get("denoised", z)))
 
-        return (comfy_adapter.custom_sampler(run),)
+def run_on_sigmas(vae: Any, degradation: Degradation, measurement: torch.Tensor, config: DWGFConfig,
+                  memory: RunMemory, model: Any, denoiser: Any, unit_noise: torch.Tensor | None, sigmas: torch.Tensor,
+                  seed: int, device: torch.device, on_step: Any) -> torch.Tensor:
+    """DWGF over the user's sigmas, its particles those of ``unit_noise`` (ComfyUI's custom-sampling call)."""
+    problem = MeasurementBatch.prepare(model, vae, degradation, measurement)
+    require(unit_noise is not None, "this ComfyUI did not hand the sampler its noise: update ComfyUI")
+    particles, *shape = unit_noise.shape
+    require(tuple(shape) == problem.latent_shape,
+            f"latent_image: the latent is {tuple(shape)} per particle but restoring this "
+            f"{problem.image_size[0]}x{problem.image_size[1]} image needs {problem.latent_shape}: use an "
+            "empty latent of the restored image's size (for the demo model, its empty_latent output)")
+    levels = levels_from_sigmas(sigmas)
+    config = dataclasses.replace(config, particles=particles, steps=min(len(levels), 998), seed=seed)
+    start = unit_noise.detach().float()
+    if not bool(start.abs().sum() > 0):  # add_noise off: the seeded start DWGF uses anyway
+        start = initial_particles(particles, problem.latent_shape, seed)
+    ((operator, y),) = list(problem.measurements())
+    return run_in_comfyui(run_dwgf, config, levels, problem.latent_shape, model, vae, memory, operator, y, denoiser,
+                          device, on_step, initial=start)
 
 
 NODE_CLASS_MAPPINGS = {"DWGF_CustomSampler": DWGFCustomSampler}

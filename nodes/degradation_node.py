@@ -8,9 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from ..dwgf.degradation import (
-    OPERATOR_KINDS,
     SOFT_MASK_WARNING_SHARE,
-    SUPER_RESOLUTION_KINDS,
+    SUPER_RESOLUTION,
     Degradation,
     OperatorSettings,
     build_operator,
@@ -19,12 +18,24 @@ from ..dwgf.degradation import (
     soft_mask_share,
 )
 from ..dwgf.errors import require
-from ..dwgf.imaging import comfy_image_to_signed, signed_to_comfy_image
+from ..dwgf.imaging import bchw_signed_to_bhwc_unit, bhwc_unit_to_bchw_signed
 from ..dwgf.operators import PADDINGS
 from .common import CATEGORY, DEGRADATION_TYPE
 
 IMAGE_IS_CLEAN = "clean (simulate the measurement)"
 IMAGE_IS_MEASUREMENT = "already degraded (use it as the measurement)"
+OPERATOR_LABELS: dict[str, str] = {  # what the node shows (saved in workflows: never change) → the core's id
+    "inpaint box (DWGF reference)": "inpaint_box_reference",
+    "inpaint box (centre)": "inpaint_box_centre",
+    "inpaint random pixels": "inpaint_random_pixels",
+    "inpaint mask": "inpaint_mask",
+    "super-resolution avg-pool": "super_resolution_avg_pool",
+    "super-resolution bicubic": "super_resolution_bicubic",
+    "gaussian blur": "gaussian_blur",
+    "motion blur": "motion_blur",
+    "denoise": "denoise",
+    "colorize": "colorize",
+}
 
 
 class DegradationOperator:
@@ -59,7 +70,7 @@ class DegradationOperator:
                                "already degraded: the image is y itself — a low-resolution photo for "
                                "super-resolution (output is scale_factor times larger), a photo with a "
                                "hole plus a mask for inpainting, a blurry or noisy photo."}),
-                "operator": (list(OPERATOR_KINDS), {
+                "operator": (list(OPERATOR_LABELS), {
                     "default": "inpaint box (centre)",
                     "tooltip": "The forward operator A. 'inpaint mask' uses the mask input (white = fill)."}),
                 "scale_factor": ("INT", {"default": 4, "min": 2, "max": 16, "step": 1,
@@ -103,25 +114,28 @@ class DegradationOperator:
               mask_threshold: float = 0.5) -> tuple | dict:
         require(sigma_y >= 0, f"sigma_y must be >= 0 (got {sigma_y}): it is a noise standard deviation")
         require(0 < mask_threshold <= 1, f"mask_threshold must be in (0, 1], got {mask_threshold!r}")
-        settings = OperatorSettings(kind=operator, scale_factor=scale_factor, kernel_size=kernel_size,
+        require(operator in OPERATOR_LABELS,
+                f"operator {operator!r} is unknown: choose one of {', '.join(OPERATOR_LABELS)}")
+        kind = OPERATOR_LABELS[operator]
+        settings = OperatorSettings(kind=kind, scale_factor=scale_factor, kernel_size=kernel_size,
                                     blur_sigma=blur_sigma, motion_intensity=motion_intensity,
                                     keep_probability=keep_probability, box_fraction=box_fraction,
                                     seed=seed, padding=padding, mask_threshold=mask_threshold)
-        pixels = comfy_image_to_signed(image, "image")
+        pixels = bhwc_unit_to_bchw_signed(image, "image")
         clean = image_is == IMAGE_IS_CLEAN
         height, width = ((pixels.shape[2], pixels.shape[3]) if clean
                          else clean_size_for_measurement(settings, pixels.shape[2], pixels.shape[3]))
-        info: dict = {} if clean else {"user_measurement": True}
-        factor = scale_factor if operator in SUPER_RESOLUTION_KINDS else 1
+        image_size = None
+        factor = scale_factor if kind in SUPER_RESOLUTION else 1
         if clean and (height % factor or width % factor):
             # A clean photo the scale factor does not divide: simulate on the next multiple of it
             # (the border repeated); the samplers restore that canvas and Particle Decode crops it back.
-            info["image_size"] = (height, width)
+            image_size = (height, width)
             height, width = -(-height // factor) * factor, -(-width // factor) * factor
             pixels = F.pad(pixels, (0, width - pixels.shape[3], 0, height - pixels.shape[2]), mode="replicate")
         masks: list[torch.Tensor | None] = [mask]
         warnings: list[str] = []
-        if operator == "inpaint mask":
+        if kind == "inpaint_mask":
             masks = fill_masks_for_images(mask, pixels.shape[0], height, width, mask_threshold)
             share = max(soft_mask_share(m) for m in masks)
             if share > SOFT_MASK_WARNING_SHARE:
@@ -132,8 +146,8 @@ class DegradationOperator:
                 masks = masks[:1]
         ops_per_image = [build_operator(settings, height, width, m) for m in masks]
         op = ops_per_image[0]
-        degradation = Degradation(op, sigma_y if clean else 0.0, settings, info,
-                                  tuple(ops_per_image) if len(ops_per_image) > 1 else ())
+        degradation = Degradation(op, sigma_y if clean else 0.0, tuple(ops_per_image) if len(ops_per_image) > 1 else (),
+                                  image_size)
         if not degradation.operators:  # one operator: the whole batch measured at once
             y = op.measure(pixels, sigma_y, seed) if clean else degradation.measurement_from_image(pixels)
             measured, inverted = op.to_image(y), op.pseudo_inverse(y)
@@ -146,9 +160,9 @@ class DegradationOperator:
                 pictures.append(op_i.to_image(y))
                 inverses.append(op_i.pseudo_inverse(y))
             measured, inverted = torch.cat(pictures), torch.cat(inverses)
-        if "image_size" in info:
-            inverted = inverted[..., : info["image_size"][0], : info["image_size"][1]]
-        result = (degradation, signed_to_comfy_image(measured), signed_to_comfy_image(inverted))
+        if image_size is not None:
+            inverted = inverted[..., : image_size[0], : image_size[1]]
+        result = (degradation, bchw_signed_to_bhwc_unit(measured), bchw_signed_to_bhwc_unit(inverted))
         for line in warnings:
             logging.warning("Degradation Operator: %s", line)
         # ComfyUI shows a node's "ui" text; callers outside ComfyUI get the plain tuple when all is well

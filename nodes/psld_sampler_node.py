@@ -10,9 +10,9 @@ from ..dwgf.degradation import Degradation
 from ..dwgf.psld import PSLDConfig, psld_levels, reference_weights, run_psld
 from . import comfy_adapter
 from .common import CATEGORY
-from .dwgf_sampler_node import sampler_inputs
 from .memory_guard import MEMORY_CHECK_TOOLTIP, RunMemory
 from .restoration import MeasurementBatch, require_finite_inputs, sample_each_measurement
+from .sampler_inputs import problem_inputs
 
 AUTO = -1.0
 
@@ -35,7 +35,7 @@ class PSLDSampler:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
-        required = sampler_inputs()
+        required = problem_inputs()
         required.update({
             "steps": ("INT", {"default": 1000, "min": 1, "max": 1000,
                               "tooltip": "DDIM steps from t=999 down to t=0 (reference 1000)."}),
@@ -63,14 +63,9 @@ class PSLDSampler:
                             gamma=reference_gamma if gamma < 0 else gamma)
         problem = MeasurementBatch.prepare(model, vae, degradation, measurement)
         levels = psld_levels(comfy_adapter.model_alphas_cumprod(model), config)
-
-        def solve(denoiser, autoencoder, operator, y, device, callback):
-            return run_psld(denoiser, autoencoder, config, problem.latent_shape, operator, y,
-                            levels=levels, device=device, callback=callback)
-
         memory = RunMemory("all samples at once", 0, psld=True, check=bool(memory_check))
-        return (sample_each_measurement(model, positive, negative, vae, problem, cfg, seed, levels, particles,
-                                        solve, memory, differentiable_model=True),)
+        return (sample_each_measurement(run_psld, config, levels, problem, model, positive, negative, vae, cfg,
+                                        memory, differentiable_model=True),)
 
 
 NODE_CLASS_MAPPINGS = {"DWGF_PSLDSampler": PSLDSampler}

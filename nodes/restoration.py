@@ -3,6 +3,7 @@ LATENT layout of particles."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import torch
 
 from ..dwgf.degradation import Degradation
 from ..dwgf.errors import require
-from ..dwgf.imaging import comfy_image_to_signed
+from ..dwgf.imaging import bhwc_unit_to_bchw_signed
 from ..dwgf.operators import on_canvas
 from . import comfy_adapter
 from .memory_guard import RunMemory, check_run_memory
@@ -37,13 +38,13 @@ class MeasurementBatch:
     def prepare(cls, model: Any, vae: Any, degradation: Degradation, measurement: torch.Tensor) -> MeasurementBatch:
         comfy_adapter.check_diffusion_model(model)
         comfy_adapter.check_vae_matches_model(vae, model)
-        images = comfy_image_to_signed(measurement, "measurement")
+        images = bhwc_unit_to_bchw_signed(measurement, "measurement")
         operator = degradation.operator
         operator.check_measurement_image(images)
         factor = comfy_adapter.vae_downscale_ratio(vae)
         canvas = on_canvas(operator, factor)
         latent_shape = (comfy_adapter.model_latent_channels(model), canvas.height // factor, canvas.width // factor)
-        image_size = tuple(degradation.info.get("image_size", (operator.height, operator.width)))
+        image_size = degradation.image_size or (operator.height, operator.width)
         return cls(degradation, images, latent_shape, image_size, factor)
 
     def measurements(self) -> Iterator[tuple[Any, torch.Tensor]]:
@@ -113,28 +114,30 @@ def require_finite_inputs(**values: float) -> None:
                 f"a math or primitive node wired into '{name}', or from NaN in an API prompt")
 
 
-def sample_each_measurement(model: Any, positive: Any, negative: Any, vae: Any, problem: MeasurementBatch,
-                            cfg: float, seed: int, levels: list, particles: int, solve: Callable,
-                            memory: RunMemory, differentiable_model: bool = False) -> dict[str, Any]:
-    """Run a core sampler once per measurement image through ComfyUI; returns the particles LATENT.
+def sample_each_measurement(run: Callable, config: Any, levels: list, problem: MeasurementBatch, model: Any,
+                            positive: Any, negative: Any, vae: Any, cfg: float, memory: RunMemory,
+                            differentiable_model: bool = False) -> dict[str, Any]:
+    """Run a core sampler (``run_dwgf`` or ``run_psld`` with its ``config``) once per measurement image
+    as a ComfyUI sampler over ``levels``; returns the particles LATENT.
 
-    ``solve(denoiser, autoencoder, operator, y, device, callback)`` is the core run (DWGF or PSLD) and
-    returns model-space latents; its callback's ``info["denoised"]`` (if any) is what the live preview
-    shows. Before the first run the memory guard compares the estimated working memory with what
-    the device has free (``memory``); Cancel is honoured inside every network call.
+    Before the first run the memory guard compares the estimated working memory with what the device
+    has free (``memory``); Cancel is honoured inside every network call.
     """
     sigmas = torch.tensor([level.k_sigma for level in levels], dtype=torch.float64)
-    results = []
-    for operator, y in problem.measurements():
-        def run(denoiser: Any, device: torch.device, on_step: Callable, y: torch.Tensor = y,
-                operator: Any = operator) -> torch.Tensor:
-            autoencoder = comfy_adapter.prepare_vae(vae, model)
-            check_run_memory(autoencoder, problem.latent_shape, particles, memory, device)
-            with comfy_adapter.interruptible_networks(vae, model):
-                return solve(denoiser, autoencoder, operator, y.to(device), device,
-                             lambda k, total, z, info: on_step(k, info.get("denoised", z)))
+    results = [comfy_adapter.sample_with_comfyui(
+        model, positive, negative, cfg, sigmas, (config.particles, *problem.latent_shape), config.seed,
+        functools.partial(run_in_comfyui, run, config, levels, problem.latent_shape, model, vae, memory, operator, y),
+        differentiable_model=differentiable_model) for operator, y in problem.measurements()]
+    return particles_latent(torch.cat(results), config.particles, len(results), vae, problem.image_size)
 
-        results.append(comfy_adapter.sample_with_comfyui(
-            model, positive, negative, cfg, sigmas, (particles, *problem.latent_shape), seed, run,
-            differentiable_model=differentiable_model))
-    return particles_latent(torch.cat(results), particles, len(results), vae, problem.image_size)
+
+def run_in_comfyui(run: Callable, config: Any, levels: list, latent_shape: tuple[int, int, int], model: Any,
+                   vae: Any, memory: RunMemory, operator: Any, y: torch.Tensor, denoiser: Any, device: torch.device,
+                   on_step: Callable, initial: torch.Tensor | None = None) -> torch.Tensor:
+    """One core run inside ComfyUI's sampler: the VAE made differentiable, the memory checked, the
+    networks interruptible; returns model-space latents."""
+    autoencoder = comfy_adapter.prepare_vae(vae, model)
+    check_run_memory(autoencoder, latent_shape, config.particles, memory, device)
+    with comfy_adapter.interruptible_networks(vae, model):
+        return run(denoiser, autoencoder, config, latent_shape, operator, y.to(device), levels=levels, device=device,
+                   callback=on_step, initial=None if initial is None else initial.to(device))

@@ -10,6 +10,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))  # the harness modules, by bare name
+sys.path.insert(0, str(REPO / "tests"))  # doubles.py, the tests' small exact models
 
 import comfyui_env  # noqa: E402
 
@@ -60,6 +61,13 @@ def pack(comfy_nodes):
 def core(pack):
     """The pack's ``dwgf`` core package (the same module objects the nodes use)."""
     return comfyui_env.pack_submodule("dwgf")
+
+
+@pytest.fixture(scope="module")
+def demo(comfy_nodes) -> dict:
+    """The demo model's MODEL, VAE and conditioning ("unconditional" for both), built as ComfyUI would."""
+    model, vae, positive, negative, _ = comfyui_env.call_node("DWGF_DemoModel", prompt="unconditional", batch_size=1)
+    return {"model": model, "vae": vae, "positive": positive, "negative": negative}
 
 
 @pytest.fixture(scope="session")

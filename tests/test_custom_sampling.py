@@ -6,9 +6,12 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from api_prompts import degradation_inputs
 from comfyui_env import comfyui_root, is_comfyui_2024
 from PIL import Image
+
+from dwgf import metrics
 
 pytestmark = pytest.mark.server
 PARTICLES = 3
@@ -51,7 +54,8 @@ def image(server, result, prefix: str) -> np.ndarray:
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(255.0**2 / np.mean((a - b) ** 2)))
+    """PSNR (dB) of two sets of 8-bit pixel values, over all of them."""
+    return float(metrics.psnr(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None], data_range=255.0))
 
 
 ADVANCED = [False] if is_comfyui_2024(comfyui_root()) else [False, True]  # the 2024 copy has no SamplerCustomAdvanced

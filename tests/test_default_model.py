@@ -57,8 +57,9 @@ def heldout(comfy_nodes, which: str) -> tuple[torch.Tensor, list[str]]:
 
 def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean per-image PSNR of IMAGE batches in [0, 1]."""
-    mse = (a.float() - b.float()).pow(2).flatten(1).mean(1).clamp_min(1e-10)
-    return float((10 * torch.log10(1 / mse)).mean())
+    from dwgf.metrics import psnr
+
+    return float(psnr(a.permute(0, 3, 1, 2), b.permute(0, 3, 1, 2)).mean())
 
 
 # ---------------------------------------------------------------------------------------------

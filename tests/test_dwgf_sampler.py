@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from comfyui_env import call_node, node_defaults
 
 CLEAN = "clean (simulate the measurement)"
 
 
-def call(comfy_nodes, node_id: str, **inputs):
-    """Run a node as ComfyUI's executor does: a fresh instance, inside torch.inference_mode()."""
-    node_class = comfy_nodes.NODE_CLASS_MAPPINGS[node_id]
-    with torch.inference_mode():
-        return getattr(node_class(), node_class.FUNCTION)(**inputs)
-
-
 def degrade(comfy_nodes, images: torch.Tensor, operator: str, **overrides):
-    node_class = comfy_nodes.NODE_CLASS_MAPPINGS["DWGF_DegradationOperator"]
-    inputs = {name: spec[1]["default"] for name, spec in node_class.INPUT_TYPES()["required"].items()
-              if len(spec) > 1 and "default" in spec[1]}
-    inputs.update(image=images, image_is=CLEAN, operator=operator)
-    inputs.update(overrides)
-    return call(comfy_nodes, "DWGF_DegradationOperator", **inputs)
+    inputs = {**node_defaults("DWGF_DegradationOperator"), "image": images, "image_is": CLEAN, "operator": operator}
+    return call_node("DWGF_DegradationOperator", **{**inputs, **overrides})
 
 
 def dwgf(comfy_nodes, demo, degradation, measurement, **overrides):
@@ -29,18 +19,12 @@ def dwgf(comfy_nodes, demo, degradation, measurement, **overrides):
                   degradation=degradation, measurement=measurement, seed=0, steps=12, particles=3,
                   learning_rate=1.0, prior_weight=0.015, ae_weight=0.1, decoder_noise=0.01, cfg=1.0)
     inputs.update(overrides)
-    return call(comfy_nodes, "DWGF_Sampler", **inputs)[0]
-
-
-@pytest.fixture(scope="module")
-def demo(comfy_nodes) -> dict:
-    model, vae, positive, negative, _ = call(comfy_nodes, "DWGF_DemoModel", prompt="unconditional", batch_size=1)
-    return {"model": model, "vae": vae, "positive": positive, "negative": negative}
+    return call_node("DWGF_Sampler", **inputs)[0]
 
 
 @pytest.fixture(scope="module")
 def photos(comfy_nodes) -> torch.Tensor:
-    images, _ = call(comfy_nodes, "DWGF_DemoHeldOutImages", which="photos", start=0, count=2)
+    images, _ = call_node("DWGF_DemoHeldOutImages", which="photos", start=0, count=2)
     return images
 
 
@@ -83,8 +67,8 @@ def test_memory_modes_give_the_same_particles_with_the_real_vae(comfy_nodes, dem
 def test_particle_decode_outputs_and_exact_paste_back(comfy_nodes, demo, photos) -> None:
     degradation, measurement, _ = degrade(comfy_nodes, photos, "inpaint box (centre)")
     latent = dwgf(comfy_nodes, demo, degradation, measurement)
-    images, mean, spread = call(comfy_nodes, "DWGF_ParticleDecode", particles=latent, vae=demo["vae"],
-                                paste_known_pixels=True, degradation=degradation, measurement=measurement)
+    images, mean, spread = call_node("DWGF_ParticleDecode", particles=latent, vae=demo["vae"],
+                                     paste_known_pixels=True, degradation=degradation, measurement=measurement)
     assert images.shape == (6, 32, 32, 3) and mean.shape == (2, 32, 32, 3) and spread.shape == (2, 32, 32, 3)
     known = degradation.operator.known
     for index in range(6):

@@ -14,6 +14,7 @@ from itertools import pairwise
 
 import pytest
 import torch
+from doubles import BrokenDenoiser, GaussianPriorDenoiser
 
 from dwgf import flow, operators, schedule
 from dwgf.errors import DWGFInputError, DWGFRunError
@@ -26,18 +27,6 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 # --------------------------------------------------------------------------------------------
 # Exact models
 # --------------------------------------------------------------------------------------------
-class GaussianPriorDenoiser:
-    """The exact denoiser of a ``N(0, I)`` latent: ``E[z | z + s ε] = x / (1 + s²)``."""
-
-    def __init__(self) -> None:
-        self.alphas_cumprod = sd_alphas_cumprod()
-        self.calls: list[tuple[torch.Size, bool]] = []
-
-    def denoise(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        self.calls.append((x.shape, torch.is_grad_enabled() or x.requires_grad))
-        return x / (1.0 + sigma**2).view(-1, *[1] * (x.ndim - 1))
-
-
 class LinearAutoencoder:
     """``D(z) = W z`` (injective, ``d_x > d_z``) and ``E = W⁺``, on image-shaped tensors."""
 
@@ -333,7 +322,7 @@ def test_each_network_runs_once_per_iteration_and_only_z_needs_grad() -> None:
     config = flow.DWGFConfig(particles=3, steps=7)
     flow.run_dwgf(denoiser, problem.autoencoder, config, problem.latent_shape, problem.operator, problem.y)
     ae = problem.autoencoder
-    assert len(denoiser.calls) == 7 and all(shape[0] == 3 and not grad for shape, grad in denoiser.calls)
+    assert len(denoiser.calls) == 7 and all(c.batch == 3 and not c.grad_enabled for c in denoiser.calls)
     assert (ae.decodes_with_grad, ae.decodes_without_grad, ae.encodes) == (7, 7, 7)
 
 
@@ -452,14 +441,6 @@ def test_callback_can_stop_the_run() -> None:
     with pytest.raises(StopRunError):
         flow.run_dwgf(GaussianPriorDenoiser(), problem.autoencoder, flow.DWGFConfig(steps=10),
                       problem.latent_shape, problem.operator, problem.y, callback=stop_at_three)
-
-
-class BrokenDenoiser(GaussianPriorDenoiser):
-    """Returns NaN from its fifth call on."""
-
-    def denoise(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        out = super().denoise(x, sigma)
-        return out * float("nan") if len(self.calls) >= 5 else out
 
 
 @pytest.mark.parametrize("with_callback", [False, True])

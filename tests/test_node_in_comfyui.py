@@ -5,19 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from comfyui_env import call_node, node_defaults
 
 NODE_ID = "DWGF_DegradationOperator"
 
 
 def run_node(comfy_nodes, image: torch.Tensor, **overrides):
-    """Call the node as ComfyUI's executor does: a fresh instance, inside torch.inference_mode()."""
-    node_class = comfy_nodes.NODE_CLASS_MAPPINGS[NODE_ID]
-    inputs = {name: spec[1]["default"] for name, spec in node_class.INPUT_TYPES()["required"].items()
-              if len(spec) > 1 and "default" in spec[1]}
-    inputs.update(image=image, sigma_y=0.0)
-    inputs.update(overrides)
-    with torch.inference_mode():
-        return getattr(node_class(), node_class.FUNCTION)(**inputs)
+    """The node with its defaults, ``image`` and ``sigma_y`` 0, and ``overrides``."""
+    return call_node(NODE_ID, **{**node_defaults(NODE_ID), "image": image, "sigma_y": 0.0, **overrides})
 
 
 @pytest.fixture()
@@ -77,7 +72,7 @@ def test_a_clean_photo_the_scale_factor_does_not_divide_is_simulated_on_the_next
     degradation, measurement, upscaled = run_node(comfy_nodes, picture, operator="super-resolution avg-pool",
                                                   scale_factor=3, sigma_y=0.0)
     assert (degradation.operator.height, degradation.operator.width) == (66, 66)  # 64 up to a multiple of 3
-    assert degradation.info["image_size"] == (64, 64) and measurement.shape == (1, 22, 22, 3)
+    assert degradation.image_size == (64, 64) and measurement.shape == (1, 22, 22, 3)
     assert upscaled.shape == (1, 64, 64, 3)  # A†y cut back to the photo's size
     padded = F.pad(picture.permute(0, 3, 1, 2), (0, 2, 0, 2), mode="replicate")
     expected = F.avg_pool2d(padded, 3).permute(0, 2, 3, 1)

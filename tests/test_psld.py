@@ -14,6 +14,7 @@ import math
 
 import pytest
 import torch
+from doubles import BrokenDenoiser, GaussianPriorDenoiser
 
 from dwgf import baselines, operators, psld, schedule
 from dwgf.errors import DWGFInputError, DWGFRunError
@@ -30,19 +31,6 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 # --------------------------------------------------------------------------------------------
 # Small models
 # --------------------------------------------------------------------------------------------
-class GaussianPriorDenoiser:
-    """The exact denoiser of a ``N(0, I)`` latent: ``E[z | z + s ε] = x / (1 + s²)``."""
-
-    def __init__(self) -> None:
-        self.alphas_cumprod = sd_alphas_cumprod()
-        self.calls: list[bool] = []  # whether each call kept a graph
-
-    def denoise(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        out = x / (1.0 + sigma**2).view(-1, *[1] * (x.ndim - 1))
-        self.calls.append(out.requires_grad)
-        return out
-
-
 class TanhDenoiser(GaussianPriorDenoiser):
     """A nonlinear stand-in for a UNet: ``(x + 0.5 tanh(M x)) / (1 + s²)`` per sample."""
 
@@ -53,9 +41,7 @@ class TanhDenoiser(GaussianPriorDenoiser):
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         flat = x.flatten(1)
         out = (flat + 0.5 * torch.tanh(flat @ self.M.to(x).T)).view_as(x)
-        out = out / (1.0 + sigma**2).view(-1, *[1] * (x.ndim - 1))
-        self.calls.append(out.requires_grad)
-        return out
+        return self.record(x, out / (1.0 + sigma**2).view(-1, *[1] * (x.ndim - 1)))
 
 
 class TinyAutoencoder:
@@ -200,7 +186,7 @@ def test_step_without_weights_is_the_plain_ddim_update() -> None:
     _, eps, z0 = objective_by_hand(denoiser, TinyAutoencoder(random_matrix(d_x(), d_z(), 1)), op,
                                    problem.measurement, z_t, level, 0.0, 0.0)
     assert torch.allclose(step.z_prev, level_prev.alpha * z0 + level_prev.sigma * eps, rtol=1e-12, atol=1e-12)
-    assert not any(denoiser.calls)  # no graph is built for plain DDIM
+    assert not any(c.keeps_graph for c in denoiser.calls)  # no graph is built for plain DDIM
     assert torch.equal(step.gradient, torch.zeros_like(z_t))
 
 
@@ -229,7 +215,7 @@ def test_ddim_with_zero_weights_follows_the_closed_form_on_the_sd_schedule() -> 
     for a, b in zip(ab, ab[1:], strict=False):
         factor *= math.sqrt(a * b) + math.sqrt((1 - a) * (1 - b))
     assert torch.allclose(z, factor * initial_particles(2, LATENT, 11), rtol=1e-5, atol=1e-6)
-    assert len(denoiser.calls) == 10 and not any(denoiser.calls)
+    assert len(denoiser.calls) == 10 and not any(c.keeps_graph for c in denoiser.calls)
 
 
 def test_default_schedule_runs_999_to_0_then_to_clean() -> None:
@@ -319,7 +305,8 @@ def test_each_network_runs_once_per_step_and_the_callback_sees_every_step() -> N
     config = psld.PSLDConfig(particles=2, steps=6, omega=0.1, gamma=0.01)
     z = psld.run_psld(denoiser, ae, config, LATENT, op, y, callback=lambda k, n, z, info: seen.append((k, n, info)))
     assert z.shape == (2, *LATENT) and z.dtype == torch.float32 and not z.requires_grad
-    assert denoiser.calls == [True] * 6 and (ae.decodes_with_grad, ae.encodes_with_grad) == (6, 6)
+    assert [c.keeps_graph for c in denoiser.calls] == [True] * 6
+    assert (ae.decodes_with_grad, ae.encodes_with_grad) == (6, 6)
     assert [k for k, _, _ in seen] == list(range(6)) and {n for _, n, _ in seen} == {6}
     assert [info["timestep"] for _, _, info in seen] == [999, 799, 599, 400, 200, 0]
     last = seen[-1][2]
@@ -350,14 +337,6 @@ def test_runs_inside_inference_mode() -> None:
             z = psld.run_psld(GaussianPriorDenoiser(), ae, psld.PSLDConfig(particles=2, steps=3),
                               LATENT, op, y)
             assert torch.isfinite(z).all() and not z.is_inference(), op.name
-
-
-class BrokenDenoiser(GaussianPriorDenoiser):
-    """Returns NaN from its fifth call on."""
-
-    def denoise(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        out = super().denoise(x, sigma)
-        return out * float("nan") if len(self.calls) >= 5 else out
 
 
 @pytest.mark.parametrize("with_callback", [False, True])

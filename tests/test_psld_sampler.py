@@ -5,32 +5,25 @@ from __future__ import annotations
 
 import pytest
 import torch
+from comfyui_env import call_node
 
 CLEAN = "clean (simulate the measurement)"
 
 
-def call(comfy_nodes, node_id: str, **inputs):
-    node_class = comfy_nodes.NODE_CLASS_MAPPINGS[node_id]
-    with torch.inference_mode():
-        return getattr(node_class(), node_class.FUNCTION)(**inputs)
-
-
 @pytest.fixture(scope="module")
-def problem(comfy_nodes) -> dict:
-    model, vae, _, negative, _ = call(comfy_nodes, "DWGF_DemoModel", prompt="unconditional", batch_size=1)
-    images, _ = call(comfy_nodes, "DWGF_DemoHeldOutImages", which="photos", start=16, count=1)
-    degradation, measurement, _ = call(
-        comfy_nodes, "DWGF_DegradationOperator", image=images, image_is=CLEAN, operator="inpaint box (centre)",
+def problem(demo) -> dict:
+    images, _ = call_node("DWGF_DemoHeldOutImages", which="photos", start=16, count=1)
+    degradation, measurement, _ = call_node(
+        "DWGF_DegradationOperator", image=images, image_is=CLEAN, operator="inpaint box (centre)",
         scale_factor=4, kernel_size=9, blur_sigma=1.5, motion_intensity=0.5, keep_probability=0.3,
         box_fraction=0.5, sigma_y=0.001, seed=0)
-    return {"model": model, "positive": negative, "negative": negative, "vae": vae,
-            "degradation": degradation, "measurement": measurement}
+    return {**demo, "positive": demo["negative"], "degradation": degradation, "measurement": measurement}
 
 
 def psld(comfy_nodes, problem, **overrides):
     inputs = dict(problem, seed=0, steps=6, particles=2, omega=-1.0, gamma=-1.0, cfg=1.0)
     inputs.update(overrides)
-    return call(comfy_nodes, "DWGF_PSLDSampler", **inputs)[0]
+    return call_node("DWGF_PSLDSampler", **inputs)[0]
 
 
 def test_psld_node_is_registered(comfy_nodes) -> None:
@@ -82,21 +75,21 @@ def test_psld_beats_the_measurement_only_estimate(comfy_nodes, operator, min_gai
     ×4 SR +0.54 dB (per image 1.01, 0.58, 0.55, 0.01), box inpainting +0.84 dB (−0.15, 1.05, 0.79,
     1.64); the thresholds are about half of that. 50 steps is worse than the estimate on both.
     """
-    model, vae, _, negative, _ = call(comfy_nodes, "DWGF_DemoModel", prompt="unconditional", batch_size=1)
-    crops = [call(comfy_nodes, "DWGF_DemoHeldOutImages", which="photos", start=s, count=c)[0]
+    model, vae, _, negative, _ = call_node("DWGF_DemoModel", prompt="unconditional", batch_size=1)
+    crops = [call_node("DWGF_DemoHeldOutImages", which="photos", start=s, count=c)[0]
              for s, c in ((16, 2), (48, 1), (80, 1))]
     images = torch.cat(crops)
-    degradation, measurement, pseudo_inverse = call(
-        comfy_nodes, "DWGF_DegradationOperator", image=images, image_is=CLEAN, operator=operator,
+    degradation, measurement, pseudo_inverse = call_node(
+        "DWGF_DegradationOperator", image=images, image_is=CLEAN, operator=operator,
         scale_factor=4, kernel_size=9, blur_sigma=1.5, motion_intensity=0.5, keep_probability=0.3,
         box_fraction=0.5, sigma_y=0.001, seed=0)
     torch.manual_seed(0)  # ComfyUI's VAEEncode samples the posterior
-    (latent,) = call(comfy_nodes, "VAEEncode", vae=vae, pixels=pseudo_inverse)
-    (estimate,) = call(comfy_nodes, "VAEDecode", vae=vae, samples=latent)
+    (latent,) = call_node("VAEEncode", vae=vae, pixels=pseudo_inverse)
+    (estimate,) = call_node("VAEDecode", vae=vae, samples=latent)
     problem = {"model": model, "positive": negative, "negative": negative, "vae": vae,
                "degradation": degradation, "measurement": measurement}
     samples = psld(comfy_nodes, problem, steps=200, particles=1)
-    (restored, _, _) = call(comfy_nodes, "DWGF_ParticleDecode", particles=samples, vae=vae, paste_known_pixels=False)
+    (restored, _, _) = call_node("DWGF_ParticleDecode", particles=samples, vae=vae, paste_known_pixels=False)
     import comfyui_env
 
     psnr = comfyui_env.pack_submodule("dwgf.metrics").psnr

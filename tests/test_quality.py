@@ -36,6 +36,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from comfyui_env import call_node, node_defaults
+
+from dwgf.metrics import psnr
 
 pytestmark = pytest.mark.slow
 
@@ -53,47 +56,30 @@ TASKS = {
 MIN_GAIN_DB = {"box inpainting": 0.5, "SR x4 avg-pool": 0.3, "gaussian deblur": 0.2}
 
 
-def call(comfy_nodes, node_id: str, **inputs):
-    """Run a node as ComfyUI's executor does: a fresh instance, inside torch.inference_mode()."""
-    node_class = comfy_nodes.NODE_CLASS_MAPPINGS[node_id]
-    with torch.inference_mode():
-        return getattr(node_class(), node_class.FUNCTION)(**inputs)
-
-
 def psnr_per_image(estimate: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    """PSNR (dB) per image of ComfyUI IMAGE batches in [0, 1]."""
-    mse = (estimate[..., :3].float().clamp(0, 1) - clean.float()).square().flatten(1).mean(1)
-    return 10 * torch.log10(1 / mse.clamp_min(1e-12))
-
-
-@pytest.fixture(scope="module")
-def demo(comfy_nodes) -> dict:
-    model, vae, positive, negative, _ = call(comfy_nodes, "DWGF_DemoModel", prompt="unconditional", batch_size=1)
-    return {"model": model, "vae": vae, "positive": positive, "negative": negative}
+    """PSNR (dB) per image of ComfyUI IMAGE batches in [0, 1] (the estimate clamped to [0, 1])."""
+    return psnr(estimate[..., :3].clamp(0, 1).permute(0, 3, 1, 2), clean.permute(0, 3, 1, 2))
 
 
 @pytest.fixture(scope="module")
 def clean(comfy_nodes) -> torch.Tensor:
-    photos, _ = call(comfy_nodes, "DWGF_DemoHeldOutImages", which="photos", start=0, count=10000)
+    photos, _ = call_node("DWGF_DemoHeldOutImages", which="photos", start=0, count=10000)
     return photos[TEST_INDICES].contiguous()
 
 
 def restore(comfy_nodes, demo: dict, clean: torch.Tensor, task: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(DWGF particle mean, measurement-only estimate) as IMAGE batches, through the real nodes."""
-    node_class = comfy_nodes.NODE_CLASS_MAPPINGS["DWGF_DegradationOperator"]
-    inputs = {name: spec[1]["default"] for name, spec in node_class.INPUT_TYPES()["required"].items()
-              if len(spec) > 1 and "default" in spec[1]}
-    inputs.update(TASKS[task])
+    inputs = {**node_defaults("DWGF_DegradationOperator"), **TASKS[task]}
     inputs.update(image=clean, image_is=CLEAN, sigma_y=0.001, seed=0)
-    degradation, measurement, pseudo_inverse = call(comfy_nodes, "DWGF_DegradationOperator", **inputs)
+    degradation, measurement, pseudo_inverse = call_node("DWGF_DegradationOperator", **inputs)
     torch.manual_seed(0)  # ComfyUI's VAEEncode samples the posterior with the global RNG
-    (latent,) = call(comfy_nodes, "VAEEncode", vae=demo["vae"], pixels=pseudo_inverse)
-    (measurement_only,) = call(comfy_nodes, "VAEDecode", vae=demo["vae"], samples=latent)
-    (particles,) = call(comfy_nodes, "DWGF_Sampler", model=demo["model"], positive=demo["positive"],
-                        negative=demo["negative"], vae=demo["vae"], degradation=degradation,
-                        measurement=measurement, **SETTINGS)
-    _, mean, _ = call(comfy_nodes, "DWGF_ParticleDecode", particles=particles, vae=demo["vae"],
-                      paste_known_pixels=False, degradation=degradation, measurement=measurement)
+    (latent,) = call_node("VAEEncode", vae=demo["vae"], pixels=pseudo_inverse)
+    (measurement_only,) = call_node("VAEDecode", vae=demo["vae"], samples=latent)
+    (particles,) = call_node("DWGF_Sampler", model=demo["model"], positive=demo["positive"],
+                             negative=demo["negative"], vae=demo["vae"], degradation=degradation,
+                             measurement=measurement, **SETTINGS)
+    _, mean, _ = call_node("DWGF_ParticleDecode", particles=particles, vae=demo["vae"],
+                           paste_known_pixels=False, degradation=degradation, measurement=measurement)
     return mean, measurement_only
 
 

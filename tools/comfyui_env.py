@@ -153,3 +153,22 @@ def node_defaults(node_id: str) -> dict[str, object]:
     sections = import_comfyui().NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()
     return {name: spec[1]["default"] for section in sections.values() for name, spec in section.items()
             if len(spec) > 1 and isinstance(spec[1], dict) and "default" in spec[1]}
+
+
+def sample_euler(model: object, noise: object, steps: int, positive: object, negative: object, latent: object,
+                 callback: object) -> object:
+    """ComfyUI's own sampler (euler, "normal" schedule, cfg 1, seed 0) with a per-step ``callback``."""
+    import comfy.sample
+
+    return comfy.sample.sample(model, noise, steps, 1.0, "euler", "normal", positive, negative, latent,
+                               callback=callback, disable_pbar=True, seed=0)
+
+
+def unload_models(collect: object = None) -> None:
+    """Unload every model ComfyUI holds and empty its cache (``collect``, e.g. ``gc.collect``, runs between)."""
+    import comfy.model_management
+
+    comfy.model_management.unload_all_models()
+    if collect is not None:
+        collect()
+    comfy.model_management.soft_empty_cache()

@@ -1,0 +1,85 @@
+"""The inputs the sampler nodes share, and DWGF's settings assembled from them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..dwgf.errors import require
+from ..dwgf.flow import DWGFConfig
+from .common import DEGRADATION_TYPE
+from .memory_guard import MEMORY_CHECK_TOOLTIP, RunMemory
+from .restoration import require_finite_inputs
+
+
+def problem_inputs() -> dict[str, Any]:
+    """The inputs the DWGF and PSLD Samplers share: the model, the VAE and the restoration problem."""
+    return {
+        "model": ("MODEL", {"tooltip": "The diffusion model (SD 1.x, 2.x eps or v, SDXL), as loaded by "
+                                       "Load Checkpoint or the DWGF Demo Model."}),
+        "positive": ("CONDITIONING", {"tooltip": "Prompt conditioning. The method's reference uses an empty "
+                                                 "prompt and no guidance."}),
+        "negative": ("CONDITIONING", {"tooltip": "Negative/unconditional prompt; used only when cfg > 1."}),
+        "vae": ("VAE", {"tooltip": "The VAE that belongs to the model; the data term runs through its decoder."}),
+        "degradation": (DEGRADATION_TYPE, {"tooltip": "The forward operator, from a Degradation Operator node."}),
+        "measurement": ("IMAGE", {"tooltip": "The measurement y as a picture (the Degradation Operator's "
+                                             "'measurement' output, or your degraded photo). A batch restores "
+                                             "each image in turn."}),
+        "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
+                         "tooltip": "Seed of the starting particles and of every noise draw; the same seed "
+                                    "gives the same particles."}),
+    }
+
+
+def dwgf_method_inputs() -> dict[str, Any]:
+    """DWGF's own weights, shared by the DWGF Sampler and its custom-sampling twin."""
+    return {
+        "learning_rate": ("FLOAT", {"default": 1.0, "min": 0.0001, "max": 10.0, "step": 0.01,
+                                    "tooltip": "Adam's learning rate (reference 1.0)."}),
+        "prior_weight": ("FLOAT", {"default": 0.15, "min": 0.0, "max": 100.0, "step": 0.005,
+                                   "tooltip": "w, the weight of the diffusion prior (reference 0.15 for SD "
+                                              "at 512²; it need not transfer across latent sizes: "
+                                              "sweep it for a new model)."}),
+        "ae_weight": ("FLOAT", {"default": 0.1, "min": 0.0, "max": 100.0, "step": 0.01,
+                                "tooltip": "c_ae, the weight of the encoder-decoder prior-score term "
+                                           "(reference 0.1; 0 switches it off)."}),
+        "decoder_noise": ("FLOAT", {"default": 0.01, "min": 0.0, "max": 1.0, "step": 0.001,
+                                    "tooltip": "σ_dec, the noise added to the decoded image in the data "
+                                               "and encoder-decoder terms (reference 0.01)."}),
+    }
+
+
+MEMORY_MODES: dict[str, tuple[int, bool]] = {
+    # name: (particle_chunk, checkpoint_decoder)
+    "fastest (all particles at once)": (0, False),
+    "less memory (one particle at a time)": (1, False),
+    "least memory (one particle at a time, decoder checkpointing)": (1, True),
+}
+FASTEST = next(iter(MEMORY_MODES))
+MEMORY_TOOLTIP = (
+    "Trade speed for memory; the result is the same up to rounding. 'fastest' runs the networks on all "
+    "particles at once: memory grows with the number of particles. 'less memory' runs them on one particle "
+    "at a time, so memory no longer grows with particles, at about the same speed (SD 1.5 at 512² with "
+    "4 particles: an estimated 7-11 GB). 'least memory' also checkpoints every VAE decoder block and "
+    "recomputes it for the gradient: about a third of the memory of 'less memory' for roughly 10 % more "
+    "time (for SDXL at 1024² or small cards)."
+)
+
+
+def memory_inputs() -> dict[str, Any]:
+    """The optional memory mode and memory check of the DWGF samplers."""
+    return {"memory": (list(MEMORY_MODES), {"default": FASTEST, "tooltip": MEMORY_TOOLTIP}),
+            "memory_check": ("BOOLEAN", {"default": True, "tooltip": MEMORY_CHECK_TOOLTIP})}
+
+
+def dwgf_settings(memory: str, memory_check: bool, learning_rate: float, prior_weight: float, ae_weight: float,
+                  decoder_noise: float, **run: int) -> tuple[DWGFConfig, RunMemory]:
+    """DWGF's config and its memory use from the node inputs, checked; ``run`` holds ``particles``,
+    ``steps`` and ``seed`` where the node knows them (the custom-sampling node learns them later)."""
+    require(memory in MEMORY_MODES, f"memory must be one of {list(MEMORY_MODES)}, got {memory!r}")
+    require_finite_inputs(learning_rate=learning_rate, prior_weight=prior_weight, ae_weight=ae_weight,
+                          decoder_noise=decoder_noise)
+    chunk, checkpointed = MEMORY_MODES[memory]
+    config = DWGFConfig(lr=learning_rate, prior_weight=prior_weight, ae_weight=ae_weight, decoder_noise=decoder_noise,
+                        particle_chunk=chunk, checkpoint_decoder=checkpointed, **run)
+    others = tuple((name, *mode) for name, mode in MEMORY_MODES.items() if name != memory)
+    return config, RunMemory(memory, chunk, checkpointed, check=bool(memory_check), alternatives=others)
