@@ -109,7 +109,7 @@ def conditioning_from_context(context: torch.Tensor) -> list:
 def empty_latent(batch_size: int, channels: int, height: int, width: int) -> dict[str, torch.Tensor]:
     """A LATENT of zeros (raw VAE latent shape), like EmptyLatentImage but for any latent size.
 
-    EmptyLatentImage assumes a ×8 VAE; a ×4 VAE needs latents of image size / 4.
+    EmptyLatentImage assumes a ×8 VAE; the demo model's ×2 VAE needs latents of image size / 2.
     """
     return {"samples": torch.zeros((int(batch_size), int(channels), int(height), int(width)))}
 

@@ -29,11 +29,12 @@ class DemoModel:
 
     DESCRIPTION = (
         "Loads the small latent diffusion model embedded in the pack (32x32 RGB images; trained here on "
-        "scikit-image photo crops and sklearn digits) as a real ComfyUI MODEL (SD1.5-style UNet, "
-        "epsilon prediction, 1000-step scaled-linear schedule), VAE (AutoencoderKL, 4 latent channels, "
-        "downscale 4) and CONDITIONING for a prompt and for 'unconditional' (the negative for CFG). "
-        "The stock KSampler, VAEEncode and VAEDecode work on it unchanged. Note: its latents are image "
-        "size / 4, so use the empty_latent output (EmptyLatentImage assumes /8)."
+        "natural photographs that scikit-image and Debian wallpaper packages ship, and sklearn digits) "
+        "as a real ComfyUI MODEL (SD1.5-style UNet, epsilon prediction, 1000-step scaled-linear "
+        "schedule), VAE (AutoencoderKL, 4 latent channels, downscale 2) and CONDITIONING for a prompt "
+        "and for 'unconditional' (the negative for CFG). The stock KSampler, VAEEncode and VAEDecode "
+        "work on it unchanged. Note: its latents are image size / 2 (4x16x16), so use the empty_latent "
+        "output (EmptyLatentImage assumes /8)."
     )
     CATEGORY = CATEGORY
     FUNCTION = "load"
@@ -41,10 +42,10 @@ class DemoModel:
     RETURN_NAMES = ("model", "vae", "positive", "negative", "empty_latent")
     OUTPUT_TOOLTIPS = (
         "The diffusion model (ModelPatcher over an SD1.5-family BaseModel).",
-        "The autoencoder (comfy.sd.VAE, 32x32 images <-> 4x8x8 latents).",
+        "The autoencoder (comfy.sd.VAE, 32x32 images <-> 4x16x16 latents).",
         "The context of the chosen prompt.",
         "The unconditional context, for classifier-free guidance.",
-        "A batch of empty 4x8x8 latents (32x32 images) for KSampler.",
+        "A batch of empty 4x16x16 latents (32x32 images) for KSampler.",
     )
 
     @classmethod
@@ -81,9 +82,10 @@ class DemoHeldOutImages:
     """Held-out test images of the demo model, as an IMAGE batch."""
 
     DESCRIPTION = (
-        "Images the demo model never saw in training (32x32): crops of whole held-out photographs "
-        "(skimage's chelsea, coffee, camera) or held-out sklearn digits. Use them as clean images for the "
-        "Degradation Operator, to test and benchmark restoration with the demo model."
+        "Images the demo model never saw in training (32x32): crops of seven whole held-out photographs "
+        "(two dogs, a mountain landscape, the astronaut, coloured cups, a meadow, a cat, a coffee cup) "
+        "or held-out sklearn digits. Use them as clean images for the Degradation Operator, to test and "
+        "benchmark restoration with the demo model."
     )
     CATEGORY = CATEGORY
     FUNCTION = "load"

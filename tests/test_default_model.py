@@ -15,19 +15,21 @@ import pytest
 import torch
 
 # -- thresholds (what the shipped model measured, 2 CPU cores, torch 2.14.1, 2024 ComfyUI) -------
-MAX_SHIPPED_MEGABYTES = 8.0  # measured: 5.1 MB (fp16 weights + held-out images)
-MIN_HELDOUT_IMAGES = 50  # shipped: 300 digits, 96 photo crops
+MAX_SHIPPED_MEGABYTES = 30.0  # issue 11's budget; measured: 15.7 MB (fp16 weights + held-out images)
+MIN_HELDOUT_IMAGES = 50  # shipped: 300 digits, 84 photo crops (12 of each of 7 held-out photographs)
 # Stock VAEEncode (samples the posterior) → VAEDecode, mean per-image PSNR on held-out images.
-MIN_PSNR_DIGITS_DB = 37.0  # measured: 40.9 dB
-MIN_PSNR_PHOTOS_DB = 19.5  # measured: 21.0 dB (detailed crops; a 0.95 M-parameter, ×12-compressing AE)
+MIN_PSNR_DIGITS_DB = 42.0  # measured: 44.8 dB
+MIN_PSNR_PHOTOS_DB = 26.5  # measured: 27.18 dB (issue 11's target: 27)
+MIN_WORST_PHOTO_PSNR_DB = 19.5  # measured: 20.40 dB, a crop of the purple cups (issue 11 asks 22: not met)
+MAX_BORDER_GAP_DB = 2.6  # interior − outer-2-pixel PSNR, pooled; measured: 2.07 dB (issue 11 asks 1.5: not met)
 # Held-out MSE of the UNet's denoised latent over that of the per-dimension Gaussian (Wiener)
 # denoiser fitted on the same held-out latents (an oracle linear baseline), per SD timestep.
 MAX_DENOISING_RATIO = {
-    "digits": {100: 0.60, 300: 0.60, 500: 0.65, 700: 0.85},  # measured: 0.45, 0.45, 0.51, 0.69
-    "photos": {100: 0.65, 300: 0.65, 500: 0.75, 700: 0.92},  # measured: 0.50, 0.50, 0.59, 0.80
+    "digits": {100: 0.12, 300: 0.13, 500: 0.20, 700: 0.40},  # measured: 0.071, 0.081, 0.132, 0.287
+    "photos": {100: 0.40, 300: 0.38, 500: 0.45, 700: 0.70},  # measured: 0.288, 0.266, 0.343, 0.533
 }
 MIN_CLASSIFIER_ACCURACY = 0.85  # nearest-class-mean on real held-out digits; measured: 0.873 (deterministic)
-MIN_SAMPLE_ACCURACY = 0.85  # KSampler digits recognised as the prompted class; measured: 0.975 (80 samples)
+MIN_SAMPLE_ACCURACY = 0.9  # KSampler digits recognised as the prompted class; measured: 1.000 (80 samples)
 SAMPLES_PER_DIGIT = 8
 
 
@@ -76,7 +78,8 @@ def test_shipped_files_are_small_safetensors_with_a_recorded_split(demo_files):
     assert not set(split["photos"]["heldout"]) & set(split["photos"]["train"]), "a held-out photo was trained on"
     held_digits = split["digits"]["heldout_indices"]
     assert len(set(held_digits)) == len(held_digits) >= MIN_HELDOUT_IMAGES
-    assert config["downscale_ratio"] == 4 and config["latent_channels"] == 4
+    assert config["downscale_ratio"] == 2 and config["latent_channels"] == 4
+    assert "china" not in json.dumps(config) and "flower" not in json.dumps(config), "reserved sklearn images"
 
 
 def test_heldout_digits_are_the_recorded_sklearn_indices(demo_files):
@@ -111,11 +114,11 @@ def test_loader_builds_real_comfyui_objects(photo_model):
     assert model.model.latent_format.scale_factor == pytest.approx(0.18215)
     assert model.model.model_sampling.sigmas.shape[0] == 1000
     assert isinstance(vae, comfy.sd.VAE)
-    assert vae.downscale_ratio == 4 and vae.upscale_ratio == 4
+    assert vae.downscale_ratio == 2 and vae.upscale_ratio == 2
     assert positive[0][0].shape[0] == 1 and positive[0][0].shape[-1] == model.model.model_config.unet_config[
         "context_dim"]
     assert not torch.equal(positive[0][0], negative[0][0])
-    assert latent["samples"].shape == (4, 4, 8, 8)
+    assert latent["samples"].shape == (4, 4, 16, 16)
     for p in model.model.diffusion_model.parameters():
         assert torch.isfinite(p.detach()).all()
 
@@ -146,6 +149,21 @@ def test_autoencoder_reconstructs_heldout_images(comfy_nodes, photo_model, which
     reconstruction = decode(comfy_nodes, vae, encode(comfy_nodes, vae, images))
     assert reconstruction.shape == images.shape
     assert psnr_db(reconstruction, images) > threshold
+
+
+def test_autoencoder_keeps_colour_and_borders_on_every_heldout_photo(comfy_nodes, photo_model):
+    """No crop far below the rest (the purple cups are the worst) and no border much worse than the
+    interior (zero padding makes the outer pixels hardest), stock VAEEncode → VAEDecode."""
+    vae = photo_model[1]
+    images, _ = heldout(comfy_nodes, "photos")
+    torch.manual_seed(0)
+    error = (decode(comfy_nodes, vae, encode(comfy_nodes, vae, images)).float() - images.float()).pow(2).mean(-1)
+    per_image = 10 * torch.log10(1 / error.flatten(1).mean(1))
+    edge = torch.zeros(error.shape[1:], dtype=torch.bool)
+    edge[:2], edge[-2:], edge[:, :2], edge[:, -2:] = True, True, True, True
+    gap = 10 * torch.log10(error[:, edge].mean() / error[:, ~edge].mean())
+    assert float(per_image.min()) > MIN_WORST_PHOTO_PSNR_DB, per_image.min()
+    assert float(gap) < MAX_BORDER_GAP_DB, gap
 
 
 @pytest.mark.parametrize("which", ["digits", "photos"])

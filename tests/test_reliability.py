@@ -192,7 +192,7 @@ def test_a_vae_of_another_model_is_refused(served, sd_vae_name) -> None:
     prompt = restoration({**held_out(), "9": {"class_type": "VAELoader", "inputs": {"vae_name": name}}}, ["2", 0])
     prompt["4"]["inputs"]["vae"] = ["9", 0]
     message = failure(served, prompt)
-    assert "vae: this VAE turns 8x8 pixels into one latent pixel" in message and "4x VAE" in message
+    assert "vae: this VAE turns 8x8 pixels into one latent pixel" in message and "2x VAE" in message
 
 
 def test_particle_decode_refuses_a_vae_the_particles_do_not_belong_to(served, sd_vae_name) -> None:
@@ -200,8 +200,8 @@ def test_particle_decode_refuses_a_vae_the_particles_do_not_belong_to(served, sd
     prompt = restoration({**held_out(), "9": {"class_type": "VAELoader", "inputs": {"vae_name": name}}}, ["2", 0],
                          decode_vae=["9", 0])
     message = failure(served, prompt)
-    assert "these particles were made with a VAE of 4 latent channels and downscale 4" in message
-    assert "downscale 4, but this VAE has 4 and 8" in message and "measurement" not in message.split(":")[0]
+    assert "these particles were made with a VAE of 4 latent channels and downscale 2" in message
+    assert "downscale 2, but this VAE has 4 and 8" in message and "measurement" not in message.split(":")[0]
 
 
 # -- 4. batches of masks ---------------------------------------------------------------------------

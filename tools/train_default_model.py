@@ -490,8 +490,12 @@ def main() -> None:
                "photos": to_uint8_hwc(heldout_photos),
                "photo_sources": torch.from_numpy(heldout_sources).contiguous()},
               str(out / "heldout.safetensors"))
-    sources = {p.name: {"package": p.source, "version": p.version, "path": p.path, "licence": p.licence,
-                        "kind": p.kind, "split": p.split} for p in photo_sources.PHOTOS}
+    import skimage
+
+    sources = {p.name: {"package": "scikit-image" if p.source == "skimage" else p.source,
+                        "version": skimage.__version__ if p.source == "skimage" else p.version,
+                        "path": p.path, "licence": p.licence, "kind": p.kind, "split": p.split}
+               for p in photo_sources.PHOTOS}
     config = {
         "description": "DWGF demo model: a small SD-style latent diffusion model trained by "
                        "tools/train_default_model.py on sklearn digits and natural photographs that "
