@@ -9,9 +9,9 @@ measurements ``m`` (every term is a *mean*), so they do not transfer to the demo
 What it runs — everything through the real ComfyUI nodes, in-process, as a user's workflow would:
 
 * the demo model loaded "unconditional" (METHOD.md: empty prompt, no guidance, cfg = 1);
-* held-out photos (never seen in training) ``SWEEP_INDICES`` — two crops of each held-out
-  photograph (chelsea 0–31, coffee 32–63, camera 64–95); ``tests/test_quality.py`` and the grid use
-  other crops;
+* held-out photos (never seen in training) ``SWEEP_INDICES`` — crops 0–6, one of each of the seven
+  held-out photographs (crop i is of photograph i mod 7); ``tests/test_quality.py`` (crops 7–13)
+  and ``bench/quality.py`` (crops 14–63) use other crops;
 * three tasks, measurement noise σ_y = 0.001 (METHOD.md's reference):
   box inpainting ("inpaint box (centre)", box_fraction 0.5: a 16×16 hole, 25 % of the pixels),
   ×4 average-pool super-resolution (8×8 measurement), and Gaussian deblurring with a 9×9 kernel of
@@ -74,8 +74,8 @@ REPORT = RESULTS / "sweep_dwgf_demo.md"
 GRID = REPO / "workflows" / "images" / "dwgf_demo_before_after.png"
 
 CLEAN = "clean (simulate the measurement)"
-SWEEP_INDICES = [0, 1, 32, 33, 64, 65]  # held-out photo crops used for selection (2 per photograph)
-GRID_INDICES = [16, 48, 80, 17]  # test crops (not used for selection), shown in the grid
+SWEEP_INDICES = list(range(7))  # held-out photo crops used for selection (crop i is of photograph i mod 7)
+GRID_INDICES = [8, 9, 10, 11]  # test crops (not used for selection), shown in the grid
 
 TASKS: dict[str, dict] = {
     "box inpainting": {"operator": "inpaint box (centre)", "box_fraction": 0.5},

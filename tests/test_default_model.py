@@ -79,7 +79,10 @@ def test_shipped_files_are_small_safetensors_with_a_recorded_split(demo_files):
     held_digits = split["digits"]["heldout_indices"]
     assert len(set(held_digits)) == len(held_digits) >= MIN_HELDOUT_IMAGES
     assert config["downscale_ratio"] == 2 and config["latent_channels"] == 4
-    assert "china" not in json.dumps(config) and "flower" not in json.dumps(config), "reserved sklearn images"
+    sources = split["photos"]["sources"]
+    assert all(entry["package"] != "scikit-learn" and not entry["path"].endswith(("china.jpg", "flower.jpg"))
+               for entry in sources.values()), "scikit-learn's sample images are reserved, never trained on"
+    assert {name for name, entry in sources.items() if entry["split"] == "heldout"} == set(split["photos"]["heldout"])
 
 
 def test_heldout_digits_are_the_recorded_sklearn_indices(demo_files):
