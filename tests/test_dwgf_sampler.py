@@ -41,7 +41,7 @@ def test_nodes_are_registered_with_tooltips(comfy_nodes) -> None:
 def test_particles_come_out_as_a_latent_batch_and_repeat_with_the_seed(comfy_nodes, demo, photos) -> None:
     degradation, measurement, _ = degrade(comfy_nodes, photos, "inpaint box (centre)")
     first = dwgf(comfy_nodes, demo, degradation, measurement)
-    assert first["samples"].shape == (2 * 3, 4, 8, 8) and first["dwgf_particles"] == 3
+    assert first["samples"].shape == (2 * 3, 4, 16, 16) and first["dwgf_particles"] == 3
     assert torch.isfinite(first["samples"]).all()
     again = dwgf(comfy_nodes, demo, degradation, measurement)
     assert torch.equal(first["samples"], again["samples"])

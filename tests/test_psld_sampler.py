@@ -35,7 +35,7 @@ def test_psld_node_is_registered(comfy_nodes) -> None:
 
 def test_psld_runs_through_the_unet_and_repeats_with_the_seed(comfy_nodes, problem) -> None:
     first = psld(comfy_nodes, problem)
-    assert first["samples"].shape == (2, 4, 8, 8) and first["dwgf_particles"] == 2
+    assert first["samples"].shape == (2, 4, 16, 16) and first["dwgf_particles"] == 2
     assert torch.isfinite(first["samples"]).all()
     assert torch.equal(first["samples"], psld(comfy_nodes, problem)["samples"])
     assert not torch.allclose(first["samples"], psld(comfy_nodes, problem, seed=1)["samples"])
