@@ -36,9 +36,9 @@ class DWGFSampler:
         required.update({
             "steps": ("INT", {"default": 998, "min": 1, "max": 998,
                               "tooltip": "Iterations, one per diffusion time from t=999 down to t=2 "
-                                         "(reference 998; fewer are spread over the same range). Fast "
-                                         "preset: 50 matched 998 on the demo model's benchmark at 1/20 "
-                                         "of the cost; for SD try 100-250 before the full 998."}),
+                                         "(reference 998; fewer are spread over the same range). 50 "
+                                         "matched 998 on the previous demo model at 1/20 of the cost "
+                                         "(not re-measured yet); for SD try 100-250 before the full 998."}),
             "particles": ("INT", {"default": 4, "min": 1, "max": 64,
                                   "tooltip": "Number of particles N (reference 4). Each costs one decoder "
                                              "forward and backward per step."}),

@@ -11,10 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import photo_sources
 import torch
 import torch.nn.functional as F
-
-import photo_sources
 
 PYRAMID_SHORT_SIDES = (48, 64, 96, 128, 192, 256, 384)
 HELDOUT_CROPS_PER_PHOTO = 12
