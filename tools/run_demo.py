@@ -50,7 +50,8 @@ def grid_rows(images: list[Path]) -> list[tuple[str, list[Path]]]:
 
 def save_grid(images: list[Path], target: Path) -> None:
     """A labelled grid: one column per restored image, one row per output (each particle its own
-    row), every cell the same size, zoomed ×4 with nearest-neighbour pixels."""
+    row), every cell the same size (the largest image zoomed ×4; smaller ones, such as a
+    super-resolution measurement, zoomed to fill it), nearest-neighbour pixels."""
     from PIL import Image, ImageDraw
 
     rows = grid_rows(images)
@@ -64,7 +65,8 @@ def save_grid(images: list[Path], target: Path) -> None:
         top = row * (cell + gap)
         draw.text((6, top + cell // 2 - 6), label, fill="black")
         for col, im in enumerate(ims):
-            zoomed = im.resize((im.width * GRID_ZOOM, im.height * GRID_ZOOM), Image.NEAREST)
+            zoom = cell // max(im.width, im.height)  # a smaller measurement fills the cell too
+            zoomed = im.resize((im.width * zoom, im.height * zoom), Image.NEAREST)
             grid.paste(zoomed, (LABEL_WIDTH + col * (cell + gap), top))
     grid.save(target)
 
