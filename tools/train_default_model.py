@@ -164,6 +164,20 @@ def sd_alphas_cumprod() -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 # Autoencoder
 # ---------------------------------------------------------------------------------------------
+def autoencoder_batch(digits: torch.Tensor, pyramids: list, size: int, generator: torch.Generator) -> torch.Tensor:
+    """One autoencoder batch: an eighth digits, the rest photo crops (the harder part)."""
+    eighth = size // 8
+    pick = torch.randint(len(digits), (eighth,), generator=generator)
+    return torch.cat([digits[pick], demo_data.random_crops(pyramids, size - eighth, IMAGE_SIZE, generator)])
+
+
+def border_mask(size: int = IMAGE_SIZE, border: int = BORDER) -> torch.Tensor:
+    """True on the outer ``border`` pixels of a size×size image."""
+    edge = torch.zeros(size, size, dtype=torch.bool)
+    edge[:border], edge[-border:], edge[:, :border], edge[:, -border:] = True, True, True, True
+    return edge
+
+
 def train_autoencoder(ae_class, settings: Settings, digits: torch.Tensor, pyramids: list,
                       work: Path, log) -> tuple[torch.nn.Module, float]:
     """L1 + MSE reconstruction and a small KL; an eighth digits, the rest photo crops per batch
@@ -176,14 +190,11 @@ def train_autoencoder(ae_class, settings: Settings, digits: torch.Tensor, pyrami
     phase = Phase("autoencoder", work, settings.ae_steps, {"ae": ae}, optimiser, generator, log,
                   later_seconds_per_step=lambda: settings.unet_steps * settings.unet_seconds_per_step_estimate
                   + settings.decoder_steps * settings.decoder_seconds_per_step_estimate)
-    eighth = settings.ae_batch // 8
 
     def step(index: int) -> str:
         for group in optimiser.param_groups:
             group["lr"] = cosine_lr(index, settings.ae_steps, settings.ae_lr)
-        pick = torch.randint(len(digits), (eighth,), generator=generator)
-        crops = demo_data.random_crops(pyramids, settings.ae_batch - eighth, IMAGE_SIZE, generator)
-        batch = torch.cat([digits[pick], crops])
+        batch = autoencoder_batch(digits, pyramids, settings.ae_batch, generator)
         moments = ae.quant_conv(ae.encoder(batch))
         mean, logvar = moments.chunk(2, dim=1)
         logvar = logvar.clamp(-30, 20)
@@ -321,17 +332,13 @@ def refine_decoder(ae: torch.nn.Module, settings: Settings, digits: torch.Tensor
     optimiser = torch.optim.Adam(trained, lr=settings.decoder_lr)
     generator = torch.Generator().manual_seed(settings.seed + 5)
     phase = Phase("decoder", work, settings.decoder_steps, {"ae": ae}, optimiser, generator, log)
-    weight = torch.ones(IMAGE_SIZE, IMAGE_SIZE)
-    weight[:BORDER], weight[-BORDER:], weight[:, :BORDER], weight[:, -BORDER:] = (settings.border_weight,) * 4
+    weight = torch.where(border_mask(), settings.border_weight, 1.0)
     weight = weight / weight.mean()
-    eighth = settings.ae_batch // 8
 
     def step(index: int) -> str:
         for group in optimiser.param_groups:
             group["lr"] = cosine_lr(index, settings.decoder_steps, settings.decoder_lr)
-        pick = torch.randint(len(digits), (eighth,), generator=generator)
-        crops = demo_data.random_crops(pyramids, settings.ae_batch - eighth, IMAGE_SIZE, generator)
-        batch = torch.cat([digits[pick], crops])
+        batch = autoencoder_batch(digits, pyramids, settings.ae_batch, generator)
         with torch.no_grad():
             mean, logvar = encode_moments(ae, batch)
             latent = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=generator)
@@ -398,8 +405,7 @@ def half_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 def border_and_interior_psnr(reconstruction: torch.Tensor, images: torch.Tensor, border: int = 2) -> dict:
     """PSNR over the outer ``border`` pixels and over the rest: a tinted border shows up here."""
     error = ((reconstruction.clamp(-1, 1) - images) / 2).pow(2).mean(1)
-    edge = torch.zeros(error.shape[-2:], dtype=torch.bool)
-    edge[:border], edge[-border:], edge[:, :border], edge[:, -border:] = True, True, True, True
+    edge = border_mask(error.shape[-1], border)
     return {"border": float(10 * torch.log10(1 / error[:, edge].mean())),
             "interior": float(10 * torch.log10(1 / error[:, ~edge].mean()))}
 
