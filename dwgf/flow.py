@@ -71,6 +71,13 @@ class DWGFConfig:
     ``check_every`` is how often (in iterations) the run looks for NaN when no callback is
     attached; looking costs a host–device synchronisation. ``particle_chunk`` (0 = all at once)
     and ``checkpoint_decoder`` trade speed for memory (module docstring).
+
+    Two cost savings that are not in METHOD.md (issue 15; both off at their defaults):
+    ``ae_every`` = k recomputes the encoder–decoder reconstruction ``D(E(x + n))`` only every k-th
+    iteration and reuses it in between (the term's gradient still uses the current ``x``), saving
+    an encoder and a decoder forward on the other iterations; ``time_power`` = p spaces the sweep's
+    timesteps as ``last + (first − last)(1 − u)^p`` for evenly spaced ``u`` (1 = evenly, the
+    reference; p > 1 spends more iterations at low noise, p < 1 at high noise).
     """
 
     particles: int = 4
@@ -89,6 +96,8 @@ class DWGFConfig:
     check_every: int = 50
     particle_chunk: int = 0
     checkpoint_decoder: bool = False
+    ae_every: int = 1
+    time_power: float = 1.0
 
     def __post_init__(self) -> None:
         require_whole(self.particles, "particles", 1, "use at least 1 particle (the reference uses 4)")
@@ -110,6 +119,10 @@ class DWGFConfig:
                       "use 0 for all particles at once, or how many particles the networks see at a time")
         require(isinstance(self.checkpoint_decoder, bool),
                 f"checkpoint_decoder must be True or False, got {self.checkpoint_decoder!r}")
+        require_whole(self.ae_every, "ae_every", 1,
+                      "use 1 to recompute the encoder-decoder reconstruction every iteration (the reference)")
+        require_finite(self.time_power, "time_power", positive=True,
+                       fix="use a positive power (1 = evenly spaced timesteps, the reference)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,6 +232,8 @@ class _Problem:
     measurement: torch.Tensor | None
     config: DWGFConfig
     groups: int = 1
+    reconstructions: list[torch.Tensor] | None = None  # D(E(x + n)) per chunk, from the last refresh
+    iteration: int = 0
 
 
 def particle_spans(total: int, chunk: int) -> list[tuple[int, int]]:
@@ -241,10 +256,11 @@ def decode_with_graph(autoencoder: Autoencoder, z: torch.Tensor, checkpointed: b
 def iteration_gradient(problem: _Problem, z: torch.Tensor, level: NoiseLevel, noise: NoiseSource) -> torch.Tensor:
     """One iteration's gradient, accumulated into ``z.grad``; returns ``(L_obs, L_prior, L_ae)`` (float32).
 
-    The networks see ``config.particle_chunk`` particles at a time; each chunk's decoder graph is
-    freed by its own backward before the next chunk decodes. Each term is a mean over all
-    particles, so a chunk contributes its own mean times its share of the particles. The denoiser
-    runs before any graph exists, so the two never hold memory at the same time. The loss is
+    With ``config.ae_every`` = k > 1 the reconstruction ``D(E(x + n))`` is recomputed on every k-th
+    iteration only and reused in between. The networks see ``config.particle_chunk`` particles at a
+    time; each chunk's decoder graph is freed by its own backward before the next chunk decodes.
+    Each term is a mean over all particles, so a chunk contributes its own mean times its share of
+    the particles. The denoiser runs before any graph exists, so the two never hold memory at the same time. The loss is
     scaled by ``groups`` so every group gets the gradient it would get in a run of its own.
     """
     config = problem.config
@@ -260,9 +276,13 @@ def iteration_gradient(problem: _Problem, z: torch.Tensor, level: NoiseLevel, no
         l_prior = zero
     l_obs = l_ae = zero
     pending = l_prior  # folded into the first chunk's backward
+    refresh = problem.reconstructions is None or problem.iteration % config.ae_every == 0
+    if refresh:
+        problem.reconstructions = []
+    problem.iteration += 1
     if problem.operator is not None or config.ae_weight > 0:
         decoder_noise = None
-        for a, b in spans:
+        for chunk, (a, b) in enumerate(spans):
             share = (b - a) / total
             x = decode_with_graph(problem.autoencoder, z[a:b], config.checkpoint_decoder)
             x_noisy = x
@@ -275,7 +295,9 @@ def iteration_gradient(problem: _Problem, z: torch.Tensor, level: NoiseLevel, no
                 y = problem.measurement if problem.measurement.shape[0] == 1 else problem.measurement[a:b]
                 chunk_obs = share * data_loss(problem.operator, y, x_noisy)
             if config.ae_weight > 0:
-                chunk_ae = share * autoencoder_loss(x, reconstruct(problem.autoencoder, x_noisy))
+                if refresh:
+                    problem.reconstructions.append(reconstruct(problem.autoencoder, x_noisy))
+                chunk_ae = share * autoencoder_loss(x, problem.reconstructions[chunk])
             torch.autograd.backward(problem.groups * (pending + chunk_obs + config.ae_weight * chunk_ae),
                                     inputs=[z])
             pending = zero
@@ -350,8 +372,10 @@ def _steps(denoiser: Denoiser, autoencoder: Autoencoder | None, config: DWGFConf
 
 
 def dwgf_levels(alphas_cumprod: torch.Tensor, config: DWGFConfig) -> list[NoiseLevel]:
-    """``config.steps`` timesteps spread evenly from ``first_timestep`` down to ``last_timestep``."""
-    return reference_levels(alphas_cumprod, config.steps, config.first_timestep, config.last_timestep)
+    """``config.steps`` timesteps from ``first_timestep`` down to ``last_timestep``, spread evenly
+    (or warped by ``time_power``)."""
+    return reference_levels(alphas_cumprod, config.steps, config.first_timestep, config.last_timestep,
+                            config.time_power)
 
 
 def _make_optimizer(config: DWGFConfig, z: torch.Tensor) -> torch.optim.Optimizer:

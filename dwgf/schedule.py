@@ -52,11 +52,14 @@ class NoiseLevel:
 
 
 def evenly_spaced_timesteps(
-    steps: int, first: int = REFERENCE_FIRST_TIMESTEP, last: int = REFERENCE_LAST_TIMESTEP
+    steps: int, first: int = REFERENCE_FIRST_TIMESTEP, last: int = REFERENCE_LAST_TIMESTEP, power: float = 1.0
 ) -> list[int]:
     """``steps`` distinct integer timesteps from ``first`` down to ``last``, evenly spread.
 
     ``steps = first − last + 1`` gives every timestep (the reference: 998 steps = 999 … 2).
+    ``power`` p ≠ 1 warps the spacing to ``last + (first − last)(1 − u)^p`` for evenly spaced ``u``:
+    p > 1 crowds the timesteps towards ``last`` (low noise), p < 1 towards ``first``. Where rounding
+    would repeat a timestep the repeat moves to the next free one, so the steps stay distinct.
     """
     require(isinstance(steps, int) and steps >= 1, f"steps must be a whole number >= 1, got {steps!r}")
     require(0 <= last < first, f"the timestep range must run downwards: first ({first}) must exceed "
@@ -66,10 +69,25 @@ def evenly_spaced_timesteps(
             f"{first} to {last}: use at most {available} steps")
     if steps == 1:
         return [first]
-    spread = torch.linspace(float(first), float(last), steps, dtype=torch.float64)
+    u = torch.linspace(0.0, 1.0, steps, dtype=torch.float64)
+    spread = last + (first - last) * (1.0 - u) ** power
     timesteps = torch.floor(spread + 0.5).long().tolist()
+    if power != 1.0:
+        timesteps = _distinct_downwards(timesteps, first, last)
     assert all(a > b for a, b in pairwise(timesteps)), "internal: timesteps not strictly decreasing"
     return timesteps
+
+
+def _distinct_downwards(timesteps: list[int], first: int, last: int) -> list[int]:
+    """Rounded warped timesteps made strictly decreasing: each is at most one below its predecessor
+    and at least as far above ``last`` as there are steps still to come."""
+    result: list[int] = []
+    count = len(timesteps)
+    for index, t in enumerate(timesteps):
+        ceiling = first if not result else result[-1] - 1
+        floor = last + (count - 1 - index)
+        result.append(max(min(t, ceiling), floor))
+    return result
 
 
 def levels_from_timesteps(alphas_cumprod: torch.Tensor, timesteps: Sequence[int]) -> list[NoiseLevel]:
@@ -91,9 +109,11 @@ def reference_levels(
     steps: int,
     first: int = REFERENCE_FIRST_TIMESTEP,
     last: int = REFERENCE_LAST_TIMESTEP,
+    power: float = 1.0,
 ) -> list[NoiseLevel]:
-    """The deterministic downward sweep of METHOD.md, shortened to ``steps`` iterations."""
-    return levels_from_timesteps(alphas_cumprod, evenly_spaced_timesteps(steps, first, last))
+    """The deterministic downward sweep of METHOD.md, shortened to ``steps`` iterations (``power``:
+    :func:`evenly_spaced_timesteps`)."""
+    return levels_from_timesteps(alphas_cumprod, evenly_spaced_timesteps(steps, first, last, power))
 
 
 def constant_levels(alpha_bar: float, steps: int) -> list[NoiseLevel]:

@@ -1,0 +1,329 @@
+"""Quality against cost (issue 15): DWGF and PSLD at many lengths, and DWGF's cheaper variants.
+
+On ``IMAGES`` held-out crops of the demo model (the first 20 of ``bench/quality.py``'s, none used
+to choose settings) and the three tasks of ``TASKS``, every :class:`Setting` restores every crop
+through the real ComfyUI exactly as ``bench/quality.py`` runs its samplers (same problems, same
+measurement noise, seed 0). Per setting and task it records PSNR/SSIM of the particle mean and of
+the particles, the network evaluations per image (counted by wrapping the UNet and the VAE) and
+the CPU seconds per image; DWGF runs also record a trajectory — particle-mean PSNR, the particles'
+spread and the three loss terms at 20 points of the sweep — which is how item 2 of the issue
+(why longer runs scored lower on the old model) is answered.
+
+Network evaluations per image count batch rows: UNet + encoder + decoder forward passes, plus one
+for each backward pass through a network (DWGF: the decoder's; PSLD: the UNet's, the decoder's
+and the encoder's). The reference run (998 iterations, 4 particles) costs 4 × 998 × 5 = 19 960.
+
+Results are cached per (task, setting) in ``bench/results/frontier.json`` (a rerun skips finished
+jobs); ``bench/results/frontier.md`` holds the tables and ``workflows/images/frontier.png`` the plot.
+Run: ``.venv/bin/python bench/frontier.py [--workers 2] [--only KEY …] [--report-only]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import frontier_plot  # noqa: E402
+import quality  # noqa: E402
+
+RESULTS = quality.RESULTS
+CACHE = RESULTS / "frontier.json"
+REPORT = RESULTS / "frontier.md"
+PLOT = quality.REPO / "workflows" / "images" / "frontier.png"
+
+TASKS = ("box inpainting", "SR ×8 avg-pool", "Gaussian deblur, σ_y 0.05")
+IMAGES = quality.IMAGE_INDICES[:20]
+# The long runs, on fewer crops (this 2-core CPU's budget): crops per setting length
+LONG_RUN_IMAGES = {250: 10, 998: 5, 1000: 10}
+TRAJECTORY_POINTS = 20
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One way to run a sampler: METHOD.md's at ``steps``, or DWGF with a saving switched on."""
+
+    method: str  # "DWGF" or "PSLD"
+    steps: int
+    denoise: float = 1.0  # < 1: warm start from E(A†y), sweep from t ≈ denoise · 999
+    ae_every: int = 1
+    time_power: float = 1.0
+
+    @property
+    def key(self) -> str:
+        extras = [f"denoise {self.denoise:g}" if self.denoise < 1 else "",
+                  f"D(E) every {self.ae_every}" if self.ae_every > 1 else "",
+                  f"time power {self.time_power:g}" if self.time_power != 1 else ""]
+        return " · ".join([f"{self.method} {self.steps}", *filter(None, extras)])
+
+    @property
+    def reference_form(self) -> bool:
+        return self.denoise == 1 and self.ae_every == 1 and self.time_power == 1
+
+
+def images_for(setting: Setting) -> list[int]:
+    """The crops a setting runs on: all of ``IMAGES``, the first few for the long runs (``LONG_RUN_IMAGES``)."""
+    return IMAGES[:LONG_RUN_IMAGES.get(setting.steps, len(IMAGES))]
+
+
+FRONTIER = [*(Setting("DWGF", s) for s in (10, 25, 50, 100, 250, 998)),
+            *(Setting("PSLD", s) for s in (25, 50, 100, 250, 1000))]
+SAVINGS = [Setting("DWGF", 50, ae_every=4), Setting("DWGF", 50, time_power=2.0), Setting("DWGF", 50, time_power=0.5),
+           Setting("DWGF", 25, denoise=0.5), Setting("DWGF", 50, denoise=0.5)]
+SETTINGS = [*FRONTIER, *SAVINGS]
+REFERENCE_EVALS = 4 * 998 * 5
+
+
+# ---------------------------------------------------------------------------------------------
+# Running one setting on one task
+# ---------------------------------------------------------------------------------------------
+class Trajectory:
+    """A DWGF callback: at ``TRAJECTORY_POINTS`` steps, the particle-mean PSNR, spread and losses."""
+
+    def __init__(self, bench: quality.Workbench, problem: quality.Problem, particles: int, total: int) -> None:
+        self.bench, self.problem, self.particles = bench, problem, particles
+        self.at = {round(i * (total - 1) / (TRAJECTORY_POINTS - 1)) for i in range(TRAJECTORY_POINTS)}
+        self.rows: list[dict[str, float]] = []
+        self.autoencoder: Any = None
+
+    def __call__(self, step: int, total: int, z: torch.Tensor, info: dict[str, Any]) -> None:
+        if step not in self.at or self.autoencoder is None:
+            return
+        with torch.no_grad():
+            images = self.autoencoder.decode(z).float().clamp(-1, 1).add(1).div(2)
+        n, k = self.problem.count, self.particles
+        grouped = images.view(n, k, *images.shape[1:])
+        clean = self.problem.clean[..., :3].permute(0, 3, 1, 2).float()
+        latents = z.view(n, k, -1)
+        self.rows.append({
+            "step": step + 1, "timestep": info.get("timestep"),
+            "psnr_mean": statistics.fmean(self.bench.metrics.psnr(grouped.mean(1), clean).tolist()),
+            "psnr_particles": statistics.fmean(self.bench.metrics.psnr(
+                grouped.flatten(0, 1), clean.repeat_interleave(k, 0)).tolist()),
+            "latent_spread": float(latents.std(1).mean()),
+            "image_spread": float(grouped.std(1).mean()),
+            **{name: float(info[name]) for name in ("loss_obs", "loss_prior", "loss_ae")},
+        })
+
+
+def run_dwgf_setting(bench: quality.Workbench, problem: quality.Problem, setting: Setting) -> tuple[Any, list]:
+    flow, warm = bench.flow, quality.comfyui_env.pack_submodule("dwgf.warm_start")
+    first = warm.start_timestep(setting.denoise, 2, setting.steps)
+    config = flow.DWGFConfig(steps=setting.steps, seed=0, first_timestep=first, ae_every=setting.ae_every,
+                             time_power=setting.time_power, **quality.DWGF_SETTINGS)
+    levels = flow.dwgf_levels(bench.adapter.model_alphas_cumprod(bench.model), config)
+    trajectory = Trajectory(bench, problem, config.particles, len(levels))
+
+    def solve(denoiser: Any, autoencoder: Any, shape: tuple, device: torch.device) -> torch.Tensor:
+        trajectory.autoencoder = autoencoder.inner
+        y = problem.y.to(device)
+        initial = None
+        if setting.denoise < 1:
+            initial = warm.warm_start_particles(autoencoder, problem.degradation.operator, y, config.particles, 0)
+        return flow.run_dwgf(denoiser, autoencoder, config, shape, problem.degradation.operator, y, levels=levels,
+                             device=device, groups=problem.count, initial=initial, callback=trajectory)
+
+    restored = bench._core_run(problem, 0, config.particles, levels, solve, differentiable=False)
+    return restored, trajectory.rows
+
+
+def evaluations(calls: dict[str, float]) -> float:
+    """Network evaluations per image: forward passes plus one per backward pass (module docstring)."""
+    forwards = sum(calls.values())
+    backwards = sum(value for name, value in calls.items() if name.endswith("_grad"))
+    return forwards + backwards
+
+
+def run_job(task: str, setting: Setting, images: list[int]) -> dict[str, Any]:
+    bench = quality._BENCH
+    problem = bench.problem(task, images)
+    started = time.process_time()
+    if setting.method == "DWGF":
+        restored, trajectory = run_dwgf_setting(bench, problem, setting)
+    else:
+        restored, trajectory = bench.psld(problem, 0, setting.steps), []
+    cpu_seconds = (time.process_time() - started) / problem.count
+    result = bench.evaluate(problem, restored)
+    return {"task": task, "setting": asdict(setting), "indices": images, **result,
+            "cpu_seconds_per_image": cpu_seconds, "evaluations_per_image": evaluations(result["calls_per_image"]),
+            "trajectory": trajectory}
+
+
+def job_key(task: str, setting: Setting) -> str:
+    return f"{task}|{setting.key}"
+
+
+def reuse_psld_reference(cache: dict[str, Any]) -> None:
+    """PSLD-1000 on the first 10 crops is exactly ``bench/quality.py --psld-reference``'s run (same
+    problems, seed and settings): taken from its cache instead of spending 30 CPU-minutes again."""
+    runs = quality.load_cache()
+    for task in TASKS:
+        setting = Setting("PSLD", 1000)
+        source = runs.get(f"reference|{task}|PSLD 1000 it.|seed 0")
+        if job_key(task, setting) in cache or source is None or source["indices"] != images_for(setting):
+            continue
+        cache[job_key(task, setting)] = {
+            **source, "setting": asdict(setting), "trajectory": [],
+            "cpu_seconds_per_image": source["seconds_per_image"],
+            "evaluations_per_image": evaluations(source["calls_per_image"]),
+            "from": "bench/quality.py --psld-reference"}
+
+
+def run_all(todo: list[tuple[str, Setting]], workers: int, cache: dict[str, Any]) -> None:
+    reuse_psld_reference(cache)
+    todo = sorted((job for job in todo if job_key(*job) not in cache),
+                  key=lambda job: -job[1].steps * len(images_for(job[1])))  # the long ones first
+    if not todo:
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=quality._start_worker, initargs=(1,)) as pool:
+        futures = {pool.submit(run_job, task, setting, images_for(setting)): (task, setting) for task, setting in todo}
+        for future in as_completed(futures):
+            key = job_key(*futures[future])
+            cache[key] = future.result()
+            save_cache(cache)
+            print(f"{key}: PSNR {statistics.fmean(cache[key]['psnr_mean']):.2f} dB, "
+                  f"{cache[key]['evaluations_per_image']:.0f} evals, {cache[key]['seconds_per_image']:.1f} s/image",
+                  flush=True)
+
+
+def load_cache() -> dict[str, Any]:
+    return json.loads(CACHE.read_text())["runs"] if CACHE.is_file() else {}
+
+
+def save_cache(cache: dict[str, Any]) -> None:
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    CACHE.write_text(json.dumps({"runs": cache}, indent=1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+def on_crops(run: dict[str, Any], metric: str, crops: list[int]) -> float:
+    """A metric's mean over ``crops`` (a subset of the run's own)."""
+    values = dict(zip(run["indices"], run[metric], strict=True))
+    return statistics.fmean(values[i] for i in crops)
+
+
+def paired(a: dict[str, Any], b: dict[str, Any]) -> float:
+    """Mean particle-mean PSNR difference a − b on the crops both runs have."""
+    shared = [i for i in a["indices"] if i in b["indices"]]
+    return on_crops(a, "psnr_mean", shared) - on_crops(b, "psnr_mean", shared)
+
+
+def frontier_table(cache: dict[str, Any], task: str) -> list[str]:
+    runs = [(s, cache.get(job_key(task, s))) for s in SETTINGS]
+    runs = [(s, r) for s, r in runs if r is not None]
+    best = max((statistics.fmean(r["psnr_mean"]) for s, r in runs if s.method == "DWGF"), default=math.nan)
+    lines = [f"### {task}", "",
+             "| setting | crops | evaluations / image | share of reference | CPU s / image | PSNR mean | "
+             "PSNR particles | SSIM mean | SSIM particles | PSNR on the first 5 crops |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for setting, run in runs:
+        evals = run["evaluations_per_image"]
+        lines.append(
+            f"| {setting.key} | {len(run['indices'])} | {evals:,.0f} | 1/{REFERENCE_EVALS / evals:.0f} | "
+            f"{run['cpu_seconds_per_image']:.1f} | {statistics.fmean(run['psnr_mean']):.2f} | "
+            f"{statistics.fmean(run['psnr_particles']):.2f} | {statistics.fmean(run['ssim_mean']):.3f} | "
+            f"{statistics.fmean(run['ssim_particles']):.3f} | "
+            f"{on_crops(run, 'psnr_mean', IMAGES[:5]):.2f} |")
+    lines += ["", f"Best DWGF particle-mean PSNR on this task: {best:.2f} dB.", ""]
+    return lines
+
+
+def preset_check(cache: dict[str, Any]) -> list[str]:
+    """Item 4's three conditions for every DWGF setting, each comparison paired on shared crops."""
+    lines = ["| setting | share of reference | " + " | ".join(f"{t}: − best DWGF / − PSLD-1000" for t in TASKS)
+             + " | meets all |", "|---|---|" + "---|" * len(TASKS) + "---|"]
+    for setting in SETTINGS:
+        if setting.method != "DWGF" or any(job_key(t, setting) not in cache for t in TASKS):
+            continue
+        cells = []
+        share = REFERENCE_EVALS / cache[job_key(TASKS[0], setting)]["evaluations_per_image"]
+        ok = share >= 20
+        for task in TASKS:
+            mine = cache[job_key(task, setting)]
+            behind_best = min((paired(mine, cache[job_key(task, s)]) for s in SETTINGS
+                               if s.method == "DWGF" and job_key(task, s) in cache), default=0.0)
+            psld = cache.get(job_key(task, Setting("PSLD", 1000)))
+            over_psld = paired(mine, psld) if psld else math.nan
+            ok &= behind_best >= -0.3 and over_psld >= 0
+            cells.append(f"{behind_best:+.2f} / {over_psld:+.2f}")
+        lines.append(f"| {setting.key} | 1/{share:.0f} | " + " | ".join(cells) + f" | {'yes' if ok else 'no'} |")
+    return lines
+
+
+def trajectory_table(cache: dict[str, Any], task: str, setting: Setting) -> list[str]:
+    run = cache.get(job_key(task, setting))
+    if not run or not run["trajectory"]:
+        return []
+    lines = [f"#### {task}, {setting.key}: along the sweep", "",
+             "| step | t | PSNR mean | PSNR particles | latent spread | image spread | L_obs | L_prior | L_ae |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in run["trajectory"]:
+        lines.append(f"| {row['step']} | {row['timestep']} | {row['psnr_mean']:.2f} | {row['psnr_particles']:.2f} | "
+                     f"{row['latent_spread']:.3f} | {row['image_spread']:.4f} | {row['loss_obs']:.2e} | "
+                     f"{row['loss_prior']:.2e} | {row['loss_ae']:.2e} |")
+    return [*lines, ""]
+
+
+def write_report(cache: dict[str, Any]) -> None:
+    lines = ["# Quality against cost (bench/frontier.py)", "",
+             f"Crops {IMAGES[0]}–{IMAGES[-1]} of the demo model's held-out photos ({len(IMAGES)}; the long runs on "
+             f"the first few: {', '.join(f'{k} steps on {v}' for k, v in LONG_RUN_IMAGES.items())}), seed 0, "
+             "the settings of `bench/quality.py` otherwise "
+             f"(DWGF N = 4, w 0.15, c_ae 0.1, lr 1; PSLD the paper's ω, γ). Evaluations per image: UNet + encoder + "
+             f"decoder forwards, plus one per backward pass; the reference run costs {REFERENCE_EVALS:,}. "
+             "CPU seconds: one thread, two jobs at a time; PSLD-1000 is `bench/quality.py --psld-reference`'s run "
+             "(same crops, problems and seed; wall seconds measured beside model training).", "", "## Frontier", ""]
+    for task in TASKS:
+        lines += frontier_table(cache, task)
+    lines += ["## Item 4: the preset's conditions", "",
+              "Paired on the crops both runs have: PSNR minus the best DWGF setting's (the most negative "
+              "difference to any other DWGF setting), and minus PSLD-1000's; 'meets all' = at most 1/20 of the "
+              "reference's evaluations, within 0.3 dB of the best "
+              "DWGF on every task and at or above PSLD-1000.", "", *preset_check(cache), "",
+              "## Along the sweep (item 2)", ""]
+    for task in TASKS:
+        for steps in (50, 250, 998):
+            lines += trajectory_table(cache, task, Setting("DWGF", steps))
+    REPORT.write_text("\n".join(lines) + "\n")
+    frontier_plot.draw(cache, TASKS, [s for s in FRONTIER], job_key, PLOT)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--only", nargs="*", default=None, help="run only settings whose key starts with these")
+    parser.add_argument("--tasks", nargs="*", default=None)
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="2 crops, results under /tmp: check the script runs")
+    options = parser.parse_args()
+    if options.smoke:
+        global CACHE, REPORT, PLOT, IMAGES, LONG_RUN_IMAGES
+        smoke = Path("/tmp/frontier-smoke")
+        CACHE, REPORT, PLOT, IMAGES, LONG_RUN_IMAGES = (smoke / "frontier.json", smoke / "frontier.md",
+                                                        smoke / "frontier.png", IMAGES[:2], {})
+    cache = load_cache()
+    if not options.report_only:
+        settings = [s for s in SETTINGS if options.only is None or any(s.key.startswith(o) for o in options.only)]
+        tasks = options.tasks or TASKS
+        run_all([(t, s) for t in tasks for s in settings], options.workers, cache)
+    write_report(cache)
+    print(f"wrote {REPORT} and {PLOT}")
+
+
+if __name__ == "__main__":
+    main()
