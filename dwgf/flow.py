@@ -55,6 +55,7 @@ from .schedule import (
     reference_levels,
     require_timestep_sweep,
 )
+from .warm_start import warm_start_particles
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 
@@ -77,7 +78,9 @@ class DWGFConfig:
     iteration and reuses it in between (the term's gradient still uses the current ``x``), saving
     an encoder and a decoder forward on the other iterations; ``time_power`` = p spaces the sweep's
     timesteps as ``last + (first − last)(1 − u)^p`` for evenly spaced ``u`` (1 = evenly, the
-    reference; p > 1 spends more iterations at low noise, p < 1 at high noise).
+    reference; p > 1 spends more iterations at low noise, p < 1 at high noise). ``warm_start``
+    (also not in METHOD.md) starts the particles at ``E(A†y)`` plus noise instead of ``N(0, I)``
+    (:mod:`dwgf.warm_start`); pair it with a lower ``first_timestep``.
     """
 
     particles: int = 4
@@ -98,6 +101,7 @@ class DWGFConfig:
     checkpoint_decoder: bool = False
     ae_every: int = 1
     time_power: float = 1.0
+    warm_start: bool = False
 
     def __post_init__(self) -> None:
         require_whole(self.particles, "particles", 1, "use at least 1 particle (the reference uses 4)")
@@ -123,6 +127,7 @@ class DWGFConfig:
                       "use 1 to recompute the encoder-decoder reconstruction every iteration (the reference)")
         require_finite(self.time_power, "time_power", positive=True,
                        fix="use a positive power (1 = evenly spaced timesteps, the reference)")
+        require(isinstance(self.warm_start, bool), f"warm_start must be True or False, got {self.warm_start!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -340,9 +345,17 @@ def run_dwgf(
             "the data term and the encoder–decoder term need the VAE: connect an autoencoder")
     require(operator is not None or config.prior_weight > 0 or config.ae_weight > 0,
             "nothing to optimise: with no measurement, prior_weight or ae_weight must be > 0")
+    require(not config.warm_start or operator is not None,
+            "the warm start begins at the encoded measurement: connect a degradation and a measurement, "
+            "or set denoise to 1 (the cold start)")
     device = device_for_run(device, measurement)
     levels = list(levels) if levels is not None else dwgf_levels(denoiser.alphas_cumprod, config)
     require(len(levels) > 0, "the noise schedule is empty: use at least 1 step")
+    if initial is None and config.warm_start:
+        total = config.particles * groups  # each measurement's start, repeated for the particles it serves
+        initial = warm_start_particles(autoencoder, operator_for_run(operator, device),
+                                       measurement.to(device=device, dtype=torch.float32),
+                                       max(1, total // measurement.shape[0]), config.seed)
     if measurement is not None and groups > 1 and measurement.shape[0] == groups:
         measurement = measurement.repeat_interleave(config.particles, dim=0)
 

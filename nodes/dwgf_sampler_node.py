@@ -8,10 +8,20 @@ import torch
 
 from ..dwgf.degradation import Degradation
 from ..dwgf.flow import dwgf_levels, run_dwgf
+from ..dwgf.presets import CUSTOM, preset_settings
+from ..dwgf.schedule import REFERENCE_LAST_TIMESTEP
+from ..dwgf.warm_start import start_timestep
 from . import comfy_adapter
 from .common import CATEGORY
 from .restoration import MeasurementBatch, require_finite_inputs, sample_each_measurement
-from .sampler_inputs import FASTEST, dwgf_method_inputs, dwgf_settings, memory_inputs, problem_inputs
+from .sampler_inputs import (
+    FASTEST,
+    dwgf_method_inputs,
+    dwgf_settings,
+    memory_inputs,
+    preset_inputs,
+    problem_inputs,
+)
 
 
 class DWGFSampler:
@@ -36,9 +46,8 @@ class DWGFSampler:
         required.update({
             "steps": ("INT", {"default": 998, "min": 1, "max": 998,
                               "tooltip": "Iterations, one per diffusion time from t=999 down to t=2 "
-                                         "(reference 998; fewer are spread over the same range). 50 "
-                                         "matched 998 on the previous demo model at 1/20 of the cost "
-                                         "(not re-measured yet); for SD try 100-250 before the full 998."}),
+                                         "(reference 998; fewer are spread over the same range). Used when "
+                                         "preset is 'custom'; the other presets set it."}),
             "particles": ("INT", {"default": 4, "min": 1, "max": 64,
                                   "tooltip": "Number of particles N (reference 4). Each costs one decoder "
                                              "forward and backward per step."}),
@@ -47,15 +56,20 @@ class DWGFSampler:
                               "tooltip": "Classifier-free guidance scale for the prior's noise prediction. "
                                          "1 = none (the reference)."}),
         })
-        return {"required": required, "optional": memory_inputs()}
+        return {"required": required, "optional": {**memory_inputs(), **preset_inputs()}}
 
     def sample(self, model: Any, positive: Any, negative: Any, vae: Any, degradation: Degradation,
                measurement: torch.Tensor, seed: int, steps: int, particles: int, learning_rate: float,
                prior_weight: float, ae_weight: float, decoder_noise: float, cfg: float,
-               memory: str = FASTEST, memory_check: bool = True) -> tuple[dict]:
-        require_finite_inputs(cfg=cfg)
+               memory: str = FASTEST, memory_check: bool = True, preset: str = CUSTOM, denoise: float = 1.0,
+               ae_every: int = 1) -> tuple[dict]:
+        """An API prompt without ``preset`` runs as before the presets existed ('custom')."""
+        require_finite_inputs(cfg=cfg, denoise=denoise)
+        steps, denoise, ae_every = preset_settings(preset, steps, denoise, ae_every)
+        first = start_timestep(denoise, REFERENCE_LAST_TIMESTEP, steps)
         config, run_memory = dwgf_settings(memory, memory_check, learning_rate, prior_weight, ae_weight,
-                                           decoder_noise, particles=particles, steps=steps, seed=seed)
+                                           decoder_noise, particles=particles, steps=steps, seed=seed,
+                                           first_timestep=first, ae_every=ae_every, warm_start=denoise < 1.0)
         problem = MeasurementBatch.prepare(model, vae, degradation, measurement)
         levels = dwgf_levels(comfy_adapter.model_alphas_cumprod(model), config)
         return (sample_each_measurement(run_dwgf, config, levels, problem, model, positive, negative, vae, cfg,

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..dwgf.errors import require
 from ..dwgf.flow import DWGFConfig
+from ..dwgf.presets import CUSTOM, PRESET_NAMES, PRESETS
 from .common import DEGRADATION_TYPE
 from .memory_guard import MEMORY_CHECK_TOOLTIP, RunMemory
 from .restoration import require_finite_inputs
@@ -71,10 +72,41 @@ def memory_inputs() -> dict[str, Any]:
             "memory_check": ("BOOLEAN", {"default": True, "tooltip": MEMORY_CHECK_TOOLTIP})}
 
 
+def preset_tooltip() -> str:
+    """What each preset runs and costs (4 particles), in SD 1.5 KSampler steps at 512²."""
+    parts = [f"'{p.name}': {p.steps} iterations"
+             + (f" from a warm start (denoise {p.denoise:g})" if p.denoise < 1 else "")
+             + (f", D(E(x)) every {p.ae_every}" if p.ae_every > 1 else "")
+             + f", about {p.ksampler_steps():,} SD 1.5 KSampler steps with 4 particles ({p.summary})"
+             for p in PRESETS.values()]
+    return ("Run length. " + "; ".join(parts) + f"; '{CUSTOM}': the steps, denoise and ae_every inputs. "
+            "The weights are always the inputs above. Costs: one particle's iteration measured on a CPU as "
+            "a multiple of one KSampler step (README, 'Quality against cost').")
+
+
+def preset_inputs() -> dict[str, Any]:
+    """The DWGF Sampler's preset and the two settings it sets (issue 15), all optional: an API prompt
+    without them runs as before (preset 'custom', cold start, the reconstruction every iteration)."""
+    return {
+        "preset": (list(PRESET_NAMES), {"default": next(iter(PRESETS)), "tooltip": preset_tooltip()}),
+        "denoise": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 1.0, "step": 0.01,
+                              "tooltip": "Used when preset is 'custom'. 1 = the reference's cold start (particles "
+                                         "from noise, sweep from t=999). Below 1 = warm start, like a KSampler's "
+                                         "denoise: particles start at the encoded pseudo-inverse E(A†y) plus noise "
+                                         "and the sweep starts at t ≈ denoise·999. Not in the paper."}),
+        "ae_every": ("INT", {"default": 1, "min": 1, "max": 100,
+                             "tooltip": "Used when preset is 'custom'. Recompute the encoder-decoder term's "
+                                        "reconstruction D(E(x)) every k-th iteration and reuse it in between "
+                                        "(1 = every iteration, the reference); saves an encoder and a decoder "
+                                        "pass on the other iterations. Not in the paper."}),
+    }
+
+
 def dwgf_settings(memory: str, memory_check: bool, learning_rate: float, prior_weight: float, ae_weight: float,
-                  decoder_noise: float, **run: int) -> tuple[DWGFConfig, RunMemory]:
+                  decoder_noise: float, **run: Any) -> tuple[DWGFConfig, RunMemory]:
     """DWGF's config and its memory use from the node inputs, checked; ``run`` holds ``particles``,
-    ``steps`` and ``seed`` where the node knows them (the custom-sampling node learns them later)."""
+    ``steps`` and ``seed`` where the node knows them (the custom-sampling node learns them later),
+    and the preset's ``first_timestep``, ``ae_every`` and ``warm_start``."""
     require(memory in MEMORY_MODES, f"memory must be one of {list(MEMORY_MODES)}, got {memory!r}")
     require_finite_inputs(learning_rate=learning_rate, prior_weight=prior_weight, ae_weight=ae_weight,
                           decoder_noise=decoder_noise)

@@ -138,3 +138,40 @@ def test_diverging_run_names_the_likely_cause(comfy_nodes, core, demo, photos) -
     degradation, measurement, _ = degrade(comfy_nodes, photos[:1], "inpaint box (centre)")
     with pytest.raises(errors.DWGFRunError, match="(?s)diverged.*lower lr"):
         dwgf(comfy_nodes, demo, degradation, measurement, learning_rate=1e30, steps=5)
+
+
+def test_presets_set_the_run_and_custom_uses_the_inputs(comfy_nodes, demo, photos) -> None:
+    """A preset is exactly the custom run with its steps, denoise and ae_every; the inputs it sets are
+    ignored under it; an API prompt without a preset runs the inputs as given (old prompts keep working)."""
+    from comfyui_env import pack_submodule
+
+    presets = pack_submodule("dwgf.presets")
+    degradation, measurement, _ = degrade(comfy_nodes, photos[:1], "inpaint box (centre)")
+    draft = presets.PRESETS["draft"]
+    by_preset = dwgf(comfy_nodes, demo, degradation, measurement, preset="draft", steps=7, denoise=1.0, ae_every=1)
+    by_hand = dwgf(comfy_nodes, demo, degradation, measurement, preset="custom", steps=draft.steps,
+                   denoise=draft.denoise, ae_every=draft.ae_every)
+    assert torch.equal(by_preset["samples"], by_hand["samples"])
+    without_preset = dwgf(comfy_nodes, demo, degradation, measurement)
+    assert torch.equal(without_preset["samples"], dwgf(comfy_nodes, demo, degradation, measurement,
+                                                       preset="custom")["samples"])
+    sampler = comfy_nodes.NODE_CLASS_MAPPINGS["DWGF_Sampler"]
+    preset_input = sampler.INPUT_TYPES()["optional"]["preset"]
+    assert preset_input[1]["default"] == "recommended" and "KSampler steps" in preset_input[1]["tooltip"]
+
+
+def test_a_warm_start_begins_at_the_encoded_measurement(comfy_nodes, demo, photos) -> None:
+    """With denoise < 1 and a single iteration at a low timestep, the particles stay near E(A†y):
+    their mean decodes close to the measurement-only baseline D(E(A†y)), unlike a cold start."""
+    degradation, measurement, pseudo_inverse = degrade(comfy_nodes, photos[:1], "super-resolution avg-pool")
+    (encoded,) = call_node("VAEEncode", vae=demo["vae"], pixels=pseudo_inverse)
+    (baseline,) = call_node("VAEDecode", vae=demo["vae"], samples=encoded)
+    decoded = {}
+    for denoise in (0.02, 1.0):
+        latent = dwgf(comfy_nodes, demo, degradation, measurement, preset="custom", steps=1, denoise=denoise,
+                      learning_rate=0.01)
+        (images, *_) = call_node("DWGF_ParticleDecode", vae=demo["vae"], particles=latent, paste_known_pixels=False)
+        decoded[denoise] = images
+    warm = (decoded[0.02] - baseline).abs().mean()
+    cold = (decoded[1.0] - baseline).abs().mean()
+    assert warm < 0.06 < cold, (warm, cold)

@@ -60,7 +60,8 @@ def test_the_sampler_refuses_what_does_not_fit_and_the_override_runs_it(comfy_no
     degradation, measurement, _ = call_node("DWGF_DegradationOperator", **{
         **node_defaults("DWGF_DegradationOperator"), "image": torch.rand(1, 64, 64, 3),
         "image_is": "clean (simulate the measurement)", "operator": "inpaint box (centre)"})
-    inputs = {**node_defaults("DWGF_Sampler"), "model": model, "positive": unconditional, "negative": unconditional,
+    inputs = {**node_defaults("DWGF_Sampler"), "preset": "custom", "model": model, "positive": unconditional,
+              "negative": unconditional,
               "vae": vae, "degradation": degradation, "measurement": measurement, "steps": 1, "particles": 4}
     monkeypatch.setattr(pack_submodule("nodes.comfy_adapter"), "free_memory_bytes", lambda device: 2**20)  # 1 MiB
     with pytest.raises(ValueError) as refused:

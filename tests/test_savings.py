@@ -125,3 +125,18 @@ def test_bad_denoise_is_named(denoise: float) -> None:
 def test_bad_saving_settings_are_named(field: str, value: object) -> None:
     with pytest.raises(DWGFInputError, match=field):
         flow.DWGFConfig(**{field: value})
+
+
+def test_warm_start_setting_starts_the_run_at_the_encoded_measurement() -> None:
+    """``warm_start=True`` in the config is the same run as passing the warm start as ``initial``."""
+    problem = LinearProblem()
+    config = flow.DWGFConfig(particles=3, steps=5, seed=6, first_timestep=400, warm_start=True)
+    by_config = flow.run_dwgf(GaussianPriorDenoiser(), problem.autoencoder, config, problem.latent_shape,
+                              problem.operator, problem.y)
+    start = warm_start.warm_start_particles(problem.autoencoder, problem.operator, problem.y, 3, seed=6)
+    by_hand = flow.run_dwgf(GaussianPriorDenoiser(), problem.autoencoder,
+                            flow.DWGFConfig(particles=3, steps=5, seed=6, first_timestep=400), problem.latent_shape,
+                            problem.operator, problem.y, initial=start)
+    assert torch.equal(by_config, by_hand)
+    with pytest.raises(DWGFInputError, match="warm start"):
+        flow.run_dwgf(GaussianPriorDenoiser(), problem.autoencoder, config, problem.latent_shape)
