@@ -15,6 +15,9 @@ at one diffusion time. Every term of METHOD.md's update has its own function her
 7. :func:`iteration_gradient`  — the three terms of one iteration and their gradient in ``z.grad``
 8. :func:`run_dwgf`            — the loop: one optimiser step on ``z`` per noise level.
 
+Off by default and not in METHOD.md: a kernel repulsion between particles (:mod:`dwgf.repulsion`),
+a warm start (:mod:`dwgf.warm_start`), and reusing ``D(E(·))`` between iterations (``ae_every``).
+
 Per iteration the networks run exactly once each: the denoiser (batch ``N``), the decoder forward
 with gradient and its backward, the encoder and the decoder without gradient. Only ``z`` ever
 requires a gradient, no graph outlives its iteration, and every loss is computed in float32
@@ -40,6 +43,7 @@ from torch.utils.checkpoint import checkpoint
 from .errors import require, require_finite, require_whole
 from .particles import NoiseSource
 from .protocols import Autoencoder, Denoiser
+from .repulsion import REPULSION_SCHEDULES, repulsion_loss, repulsion_scale
 from .run_inputs import (
     device_for_run,
     latent_shape_for_run,
@@ -80,7 +84,9 @@ class DWGFConfig:
     timesteps as ``last + (first − last)(1 − u)^p`` for evenly spaced ``u`` (1 = evenly, the
     reference; p > 1 spends more iterations at low noise, p < 1 at high noise). ``warm_start``
     (also not in METHOD.md) starts the particles at ``E(A†y)`` plus noise instead of ``N(0, I)``
-    (:mod:`dwgf.warm_start`); pair it with a lower ``first_timestep``.
+    (:mod:`dwgf.warm_start`); pair it with a lower ``first_timestep``. ``repulsion`` > 0 adds a
+    kernel repulsion between each measurement's particles with that weight, scheduled over the
+    sweep by ``repulsion_schedule`` (:mod:`dwgf.repulsion`; issue 16, not in METHOD.md).
     """
 
     particles: int = 4
@@ -102,6 +108,8 @@ class DWGFConfig:
     ae_every: int = 1
     time_power: float = 1.0
     warm_start: bool = False
+    repulsion: float = 0.0
+    repulsion_schedule: str = "high noise"
 
     def __post_init__(self) -> None:
         require_whole(self.particles, "particles", 1, "use at least 1 particle (the reference uses 4)")
@@ -128,6 +136,9 @@ class DWGFConfig:
         require_finite(self.time_power, "time_power", positive=True,
                        fix="use a positive power (1 = evenly spaced timesteps, the reference)")
         require(isinstance(self.warm_start, bool), f"warm_start must be True or False, got {self.warm_start!r}")
+        require_finite(self.repulsion, "repulsion", fix="use a weight >= 0 (0 switches the repulsion off)")
+        require(self.repulsion_schedule in REPULSION_SCHEDULES,
+                f"repulsion_schedule must be one of {REPULSION_SCHEDULES}, got {self.repulsion_schedule!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,7 +235,7 @@ def autoencoder_loss(x: torch.Tensor, x_reconstructed: torch.Tensor) -> torch.Te
 # --------------------------------------------------------------------------------------------
 # One iteration and the loop (step 7)
 # --------------------------------------------------------------------------------------------
-LOSS_NAMES: tuple[str, ...] = ("loss_obs", "loss_prior", "loss_ae")
+LOSS_NAMES: tuple[str, ...] = ("loss_obs", "loss_prior", "loss_ae", "loss_repulsion")
 
 
 @dataclass
@@ -259,7 +270,7 @@ def decode_with_graph(autoencoder: Autoencoder, z: torch.Tensor, checkpointed: b
 
 
 def iteration_gradient(problem: _Problem, z: torch.Tensor, level: NoiseLevel, noise: NoiseSource) -> torch.Tensor:
-    """One iteration's gradient, accumulated into ``z.grad``; returns ``(L_obs, L_prior, L_ae)`` (float32).
+    """One iteration's gradient, accumulated into ``z.grad``; returns ``(L_obs, L_prior, L_ae, L_rep)`` (float32).
 
     With ``config.ae_every`` = k > 1 the reconstruction ``D(E(x + n))`` is recomputed on every k-th
     iteration only and reused in between. The networks see ``config.particle_chunk`` particles at a
@@ -279,8 +290,9 @@ def iteration_gradient(problem: _Problem, z: torch.Tensor, level: NoiseLevel, no
         l_prior = prior_loss(z, eps_model, eps_mixture, level, config.prior_weight)
     else:
         l_prior = zero
+    l_rep = repulsion_loss(z, problem.groups, repulsion_scale(config.repulsion, config.repulsion_schedule, level))
     l_obs = l_ae = zero
-    pending = l_prior  # folded into the first chunk's backward
+    pending = l_prior + l_rep  # folded into the first chunk's backward
     refresh = problem.reconstructions is None or problem.iteration % config.ae_every == 0
     if refresh:
         problem.reconstructions = []
@@ -307,9 +319,9 @@ def iteration_gradient(problem: _Problem, z: torch.Tensor, level: NoiseLevel, no
                                     inputs=[z])
             pending = zero
             l_obs, l_ae = l_obs + chunk_obs.detach(), l_ae + chunk_ae.detach()
-    elif l_prior.requires_grad:
-        torch.autograd.backward(problem.groups * l_prior, inputs=[z])
-    return torch.stack((l_obs, l_prior.detach(), l_ae)).float()
+    elif pending.requires_grad:
+        torch.autograd.backward(problem.groups * pending, inputs=[z])
+    return torch.stack((l_obs, l_prior.detach(), l_ae, l_rep.detach())).float()
 
 
 def run_dwgf(
@@ -335,7 +347,7 @@ def run_dwgf(
     overrides the noise schedule (default: ``config.steps`` timesteps spread evenly from
     ``config.first_timestep`` down to ``config.last_timestep`` of the denoiser's ``alphas_cumprod``).
     ``initial`` overrides the seeded ``N(0, I)`` start. ``callback`` (:class:`dwgf.sampling.StepCallback`)
-    sees the losses ``loss_obs``, ``loss_prior`` and ``loss_ae`` of every iteration.
+    sees the losses ``loss_obs``, ``loss_prior``, ``loss_ae`` and ``loss_repulsion`` of every iteration.
     """
     require_whole(groups, "groups", 1, "use 1 group per measurement image")
     shape = latent_shape_for_run(latent_shape, "particle")
@@ -359,7 +371,7 @@ def run_dwgf(
     if measurement is not None and groups > 1 and measurement.shape[0] == groups:
         measurement = measurement.repeat_interleave(config.particles, dim=0)
 
-    terms = Terms("DWGF", LOSS_NAMES, (1.0, 1.0, config.ae_weight), _CAUSES, "the particles",
+    terms = Terms("DWGF", LOSS_NAMES, (1.0, 1.0, config.ae_weight, 1.0), _CAUSES, "the particles",
                   "a gradient that overflowed: a learning rate too high",
                   f"Try a lower lr (now {config.lr}) or prior_weight (now {config.prior_weight})")
     steps = _steps(denoiser, autoencoder, config, operator, measurement, levels, device, initial, groups, shape)
@@ -403,6 +415,7 @@ _CAUSES = {  # the likely cause of a divergence, by the first term that went bad
     "loss_prior": "the prior term: a learning rate too high, a prior weight too strong, or a diffusion model "
                   "that returns NaN",
     "loss_ae": "the encoder–decoder term: an encoder–decoder weight too strong, or a VAE that overflows",
+    "loss_repulsion": "the repulsion between particles: a repulsion weight too strong",
 }
 
 

@@ -36,3 +36,23 @@ class BrokenDenoiser(GaussianPriorDenoiser):
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         out = super().denoise(x, sigma)
         return out * float("nan") if len(self.calls) >= 5 else out
+
+
+class TwoModeDenoiser:
+    """The exact denoiser of the bimodal prior ``½ N(μ, s²I) + ½ N(−μ, s²I)``, k-diffusion form:
+    ``E[z | x = z + k ε]`` is each mode's Wiener estimate weighted by the mode's responsibility."""
+
+    def __init__(self, mu: torch.Tensor, s: float) -> None:
+        self.mu, self.s = mu, s
+        self.alphas_cumprod = sd_alphas_cumprod()
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        k = sigma.view(-1, *[1] * (x.ndim - 1)).to(x.dtype)
+        variance = self.s**2 + k**2
+        logits, estimates = [], []
+        for centre in (self.mu, -self.mu):
+            centre = centre.reshape(1, *x.shape[1:]).to(x.dtype)
+            logits.append(-(x - centre).square().flatten(1).sum(1) / (2 * variance.flatten()))
+            estimates.append(centre + self.s**2 / variance * (x - centre))
+        weights = torch.softmax(torch.stack(logits, 1), 1).view(-1, 2, *[1] * (x.ndim - 1))
+        return weights[:, 0] * estimates[0] + weights[:, 1] * estimates[1]
