@@ -56,3 +56,69 @@ def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, window: int 
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     score = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return score.flatten(1).mean(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Diversity, calibration and sharpness of a set of particles (issue 16)
+# ---------------------------------------------------------------------------------------------
+def particle_spread(particles: torch.Tensor, region: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean per-pixel standard deviation across particles, per image: ``particles`` is
+    ``(N, K, C, H, W)`` (K particles of N images); ``region`` an optional ``(H, W)`` 0/1 mask
+    (e.g. the inpainting hole) the mean is taken over."""
+    std = particles.double().std(1, unbiased=False).mean(1)  # (N, H, W), averaged over channels
+    if region is None:
+        return std.flatten(1).mean(1)
+    weight = region.double().to(std.device)
+    return (std * weight).flatten(1).sum(1) / weight.sum().clamp_min(1)
+
+
+def mean_pairwise_distance(particles: torch.Tensor) -> torch.Tensor:
+    """Mean RMS difference between two particles of one image, over all pairs, per image."""
+    n, k = particles.shape[:2]
+    flat = particles.double().reshape(n, k, -1)
+    distances = torch.cdist(flat, flat) / flat.shape[-1] ** 0.5
+    pairs = k * (k - 1)
+    return distances.sum((1, 2)) / max(pairs, 1)
+
+
+def spread_error_correlation(particles: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """Per image, the Pearson correlation over pixels between the particles' spread and the
+    particle mean's absolute error (both averaged over channels): near 1 where the spread map
+    points at the errors, 0 where it says nothing about them."""
+    spread = particles.double().std(1, unbiased=False).mean(1).flatten(1)
+    error = (particles.double().mean(1) - clean.double()).abs().mean(1).flatten(1)
+    spread, error = spread - spread.mean(1, keepdim=True), error - error.mean(1, keepdim=True)
+    return (spread * error).sum(1) / (spread.norm(dim=1) * error.norm(dim=1)).clamp_min(1e-12)
+
+
+def range_coverage(particles: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """Per image, the share of pixel values (all channels) where the truth lies between the
+    particles' smallest and largest value — for K calibrated samples about (K − 1)/(K + 1)."""
+    low, high = particles.double().amin(1), particles.double().amax(1)
+    truth = clean.double()
+    return ((truth >= low) & (truth <= high)).flatten(1).double().mean(1)
+
+
+def radial_power(images: torch.Tensor) -> torch.Tensor:
+    """The radially averaged power spectrum per image, ``(N, R)`` with R = min(H, W) // 2 rings."""
+    gray = images.double().mean(1)
+    gray = gray - gray.mean((-2, -1), keepdim=True)
+    power = torch.fft.fftshift(torch.fft.fft2(gray).abs().square(), dim=(-2, -1))
+    h, w = gray.shape[-2:]
+    yy, xx = torch.meshgrid(torch.arange(h) - h // 2, torch.arange(w) - w // 2, indexing="ij")
+    ring = torch.sqrt(yy.double() ** 2 + xx.double() ** 2).round().long().flatten()
+    rings = min(h, w) // 2
+    keep = ring < rings
+    flat = power.flatten(1)[:, keep.to(power.device)]
+    totals = torch.zeros(gray.shape[0], rings, dtype=torch.float64).index_add_(1, ring[keep], flat.cpu())
+    counts = torch.bincount(ring[keep], minlength=rings).double()
+    return totals / counts
+
+
+def sharpness(images: torch.Tensor, clean: torch.Tensor, from_fraction: float = 0.5) -> torch.Tensor:
+    """Per image, the high-frequency energy of ``images`` relative to the clean image's: the sum of
+    the radially averaged power spectrum over the upper ``1 − from_fraction`` of the frequency rings.
+    1 = as much fine detail as the truth, below 1 = blurrier (PSNR rewards blur; this does not)."""
+    mine, truth = radial_power(images), radial_power(clean)
+    start = int(mine.shape[1] * from_fraction)
+    return mine[:, start:].sum(1) / truth[:, start:].sum(1).clamp_min(1e-20)
