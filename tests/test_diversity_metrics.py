@@ -30,8 +30,10 @@ def test_calibration_measures() -> None:
     assert (metrics.spread_error_correlation(particles, clean) > 0.6).all()  # measured 0.73, 0.79
     uniform = clean.unsqueeze(1) + 0.1 * torch.randn(2, 64, 3, 8, 8, generator=g)  # spread says nothing
     assert (metrics.spread_error_correlation(uniform, clean).abs() < 0.3).all()
-    coverage = metrics.range_coverage(particles[:, :4], clean)
-    assert ((coverage > 0.4) & (coverage < 0.8)).all()  # 4 calibrated samples: about 3/5
+    truth = particles[:, 4]  # exchangeable with the four samples below: calibrated
+    coverage = metrics.range_coverage(particles[:, :4], truth)
+    assert ((coverage > 0.45) & (coverage < 0.75)).all()  # 4 calibrated samples: (4 − 1)/(4 + 1) = 0.6 ± 0.035
+    assert (metrics.range_coverage(particles[:, :4], clean) > 0.8).all()  # the centre: 1 − 2/2⁴
     assert metrics.range_coverage(particles[:, :1], clean).max() == 0  # one particle never brackets
 
 
