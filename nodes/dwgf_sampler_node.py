@@ -21,6 +21,7 @@ from .sampler_inputs import (
     memory_inputs,
     preset_inputs,
     problem_inputs,
+    repulsion_inputs,
 )
 
 
@@ -56,20 +57,21 @@ class DWGFSampler:
                               "tooltip": "Classifier-free guidance scale for the prior's noise prediction. "
                                          "1 = none (the reference)."}),
         })
-        return {"required": required, "optional": {**memory_inputs(), **preset_inputs()}}
+        return {"required": required, "optional": {**memory_inputs(), **preset_inputs(), **repulsion_inputs()}}
 
     def sample(self, model: Any, positive: Any, negative: Any, vae: Any, degradation: Degradation,
                measurement: torch.Tensor, seed: int, steps: int, particles: int, learning_rate: float,
                prior_weight: float, ae_weight: float, decoder_noise: float, cfg: float,
                memory: str = FASTEST, memory_check: bool = True, preset: str = CUSTOM, denoise: float = 1.0,
-               ae_every: int = 1) -> tuple[dict]:
+               ae_every: int = 1, repulsion: float = 0.0, repulsion_schedule: str = "high noise") -> tuple[dict]:
         """An API prompt without ``preset`` runs as before the presets existed ('custom')."""
-        require_finite_inputs(cfg=cfg, denoise=denoise)
+        require_finite_inputs(cfg=cfg, denoise=denoise, repulsion=repulsion)
         steps, denoise, ae_every = preset_settings(preset, steps, denoise, ae_every)
         first = start_timestep(denoise, REFERENCE_LAST_TIMESTEP, steps)
         config, run_memory = dwgf_settings(memory, memory_check, learning_rate, prior_weight, ae_weight,
                                            decoder_noise, particles=particles, steps=steps, seed=seed,
-                                           first_timestep=first, ae_every=ae_every, warm_start=denoise < 1.0)
+                                           first_timestep=first, ae_every=ae_every, warm_start=denoise < 1.0,
+                                           repulsion=repulsion, repulsion_schedule=repulsion_schedule)
         problem = MeasurementBatch.prepare(model, vae, degradation, measurement)
         levels = dwgf_levels(comfy_adapter.model_alphas_cumprod(model), config)
         return (sample_each_measurement(run_dwgf, config, levels, problem, model, positive, negative, vae, cfg,

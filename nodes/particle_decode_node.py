@@ -32,13 +32,23 @@ def paste_measured_pixels(images: torch.Tensor, degradation: Degradation, measur
     return known * source + (1 - known) * images
 
 
-def particle_statistics(images: torch.Tensor, particles: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image mean of its particles, and their per-pixel spread normalised to [0, 1] per image."""
+NORMALISED = "normalised (brightest pixel = white)"
+ABSOLUTE = "absolute (standard deviation, image units)"
+SPREAD_SCALES = (NORMALISED, ABSOLUTE)
+
+
+def particle_statistics(images: torch.Tensor, particles: int,
+                        scale: str = NORMALISED) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image mean of its particles, and their per-pixel spread (standard deviation across
+    particles, averaged over channels): normalised to [0, 1] per image, or ``ABSOLUTE`` in the
+    image's own [0, 1] units, so maps of different runs can be compared."""
+    require(scale in SPREAD_SCALES, f"spread_scale must be one of {list(SPREAD_SCALES)}, got {scale!r}")
     grouped = images.view(-1, particles, *images.shape[1:])
     mean = grouped.mean(1)
     spread = grouped.std(1, unbiased=False).mean(-1, keepdim=True) if particles > 1 else torch.zeros_like(mean[..., :1])
-    peak = spread.flatten(1).amax(1).clamp_min(1e-8).view(-1, 1, 1, 1)
-    return mean, (spread / peak).expand(*spread.shape[:-1], 3).contiguous()
+    if scale == NORMALISED:
+        spread = spread / spread.flatten(1).amax(1).clamp_min(1e-8).view(-1, 1, 1, 1)
+    return mean, spread.clamp(0, 1).expand(*spread.shape[:-1], 3).contiguous()
 
 
 class ParticleDecode:
@@ -57,7 +67,8 @@ class ParticleDecode:
     OUTPUT_TOOLTIPS = (
         "Every particle as an image (image-major: all particles of the first measurement, then the next).",
         "The mean of each image's particles.",
-        "Per-pixel standard deviation across particles, scaled to [0, 1] per image (white = most uncertain).",
+        "Per-pixel standard deviation across particles: scaled to [0, 1] per image (white = most uncertain), "
+        "or in image units with spread_scale 'absolute'.",
     )
 
     @classmethod
@@ -76,13 +87,18 @@ class ParticleDecode:
                 "particles_per_image": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip":
                                         "0 = as the DWGF/PSLD Sampler recorded it. For a LATENT from SamplerCustom "
                                         "with the DWGF custom SAMPLER, the batch size of its empty latent."}),
+                "spread_scale": (list(SPREAD_SCALES), {"default": NORMALISED, "tooltip":
+                                 "How the spread map is scaled: normalised per image (the brightest pixel white: "
+                                 "shows where, not how much), or absolute: the standard deviation in image units "
+                                 "(0-1), the same scale for every run, so maps can be compared."}),
             },
         }
 
     def decode(self, particles: dict[str, Any], vae: Any, paste_known_pixels: bool,
                degradation: Degradation | None = None,
                measurement: torch.Tensor | None = None,
-               particles_per_image: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               particles_per_image: int = 0,
+               spread_scale: str = NORMALISED) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         count = particles_in_latent(particles, particles_per_image)
         check_vae_of_particles(particles, vae)
         images = crop_to_image_size(comfy_adapter.decode_latents(vae, particles["samples"]), particles)
@@ -90,7 +106,7 @@ class ParticleDecode:
             require(degradation is not None and measurement is not None,
                     "paste_known_pixels needs the degradation and the measurement inputs connected")
             images = paste_measured_pixels(images, degradation, measurement, count)
-        mean, spread = particle_statistics(images, count)
+        mean, spread = particle_statistics(images, count, spread_scale)
         return images, mean, spread
 
 

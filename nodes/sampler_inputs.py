@@ -7,6 +7,7 @@ from typing import Any
 from ..dwgf.errors import require
 from ..dwgf.flow import DWGFConfig
 from ..dwgf.presets import CUSTOM, PRESET_NAMES, PRESETS
+from ..dwgf.repulsion import REPULSION_SCHEDULES
 from .common import DEGRADATION_TYPE
 from .memory_guard import MEMORY_CHECK_TOOLTIP, RunMemory
 from .restoration import require_finite_inputs
@@ -99,6 +100,22 @@ def preset_inputs() -> dict[str, Any]:
                                         "reconstruction D(E(x)) every k-th iteration and reuse it in between "
                                         "(1 = every iteration, the reference); saves an encoder and a decoder "
                                         "pass on the other iterations. Not in the paper."}),
+    }
+
+
+def repulsion_inputs() -> dict[str, Any]:
+    """The optional particle repulsion (issue 16; not in the paper), off by default."""
+    return {
+        "repulsion": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 100.0, "step": 0.1,
+                                "tooltip": "Weight of a kernel repulsion between the particles of one image "
+                                           "(0 = off, the paper's method). Pushes particles apart so they differ "
+                                           "where the measurement leaves the answer open (more diverse samples, "
+                                           "a more telling spread map), at some cost in the mean's PSNR. Not in "
+                                           "the paper; see the README for measured trade-offs."}),
+        "repulsion_schedule": (list(REPULSION_SCHEDULES), {
+            "default": "high noise",
+            "tooltip": "When the repulsion acts: 'high noise' scales it by σ_t² so it shapes the coarse layout "
+                       "early and fades before the fine detail; 'constant' keeps it for the whole sweep."}),
     }
 
 

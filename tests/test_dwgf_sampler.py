@@ -76,6 +76,15 @@ def test_particle_decode_outputs_and_exact_paste_back(comfy_nodes, demo, photos)
     assert torch.equal(spread[:, known], torch.zeros_like(spread[:, known]))
     assert spread[:, ~known].amax().item() == pytest.approx(1.0)
     assert torch.allclose(mean[0], images[:3].mean(0), atol=1e-6)
+    # absolute: the standard deviation across particles in image units, the same scale for every run
+    _, _, absolute = call_node("DWGF_ParticleDecode", particles=latent, vae=demo["vae"], paste_known_pixels=True,
+                               degradation=degradation, measurement=measurement,
+                               spread_scale="absolute (standard deviation, image units)")
+    expected = images.view(2, 3, 32, 32, 3).std(1, unbiased=False).mean(-1)
+    assert torch.allclose(absolute[..., 0], expected, atol=1e-6)
+    assert 0.005 < absolute.amax().item() < 0.5
+    peak = expected.flatten(1).amax(1).view(2, 1, 1)
+    assert torch.allclose(spread[..., 0], expected / peak, atol=1e-5)
 
 
 def test_progress_advances_every_step_and_cancel_stops_within_a_step(comfy_nodes, demo, photos) -> None:
