@@ -49,19 +49,20 @@ TASKS = {
     "deblurring": "Deblurring: Gaussian blur with the kernel set in the Degradation Operator.",
 }
 FAMILIES = {
-    "demo": "Runs as is on the embedded demo model (32x32 images, a demonstration prior), 100 steps, 4 "
-            "particles: about 10 s per image on 2 CPU cores. Saves clean, measurement, A†y, DWGF mean, "
-            "particles and spread.",
+    "demo": "Runs as is on the embedded demo model (32x32 images, a demonstration prior), the DWGF Sampler's "
+            "'recommended' preset, 4 particles: a few seconds per image on 2 CPU cores. Saves clean, measurement, "
+            "A†y, DWGF mean, particles and spread.",
     "sd15": "SD 1.5 through ComfyUI's own loaders: choose your checkpoint in Load Checkpoint and your photo in "
             "Load Image (about 512x512, sides a multiple of 8{lowres}). The empty prompt on positive and negative "
-            "with cfg 1 is the method's reference; 998 steps, 4 particles.",
+            "with cfg 1 is the method's reference; the 'recommended' preset (set preset to 'reference' for the "
+            "paper's 998 iterations, about 27 times the cost), 4 particles.",
     "custom": "DWGF inside ComfyUI's own custom sampling: the DWGF Sampler (custom sampling) node is the SAMPLER "
               "of a stock SamplerCustom, with the schedule from BasicScheduler (any scheduler works; one DWGF "
               "iteration per noise level) and the particles from the demo model's empty latent (batch 4 = 4 "
               "particles; set Particle Decode's particles_per_image to the same). Runs as is on the demo model.",
     "sdxl": "SDXL through ComfyUI's own loaders: choose your checkpoint in Load Checkpoint and your photo in "
             "Load Image (about 1024x1024, sides a multiple of 8{lowres}). The sampler's memory is set to 'least "
-            "memory' (the lowest peak for 1024²); 998 steps, 4 particles.",
+            "memory' (the lowest peak for 1024²); the 'recommended' preset, 4 particles.",
 }
 
 
