@@ -11,8 +11,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-WIDTH, HEIGHT = 900, 560
-LEFT, RIGHT, TOP, BOTTOM = 70, 250, 40, 60
+WIDTH, HEIGHT = 940, 560
+LEFT, RIGHT, TOP, BOTTOM = 70, 290, 40, 60
 TASK_COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189)]
 METHOD_DASH = {"DWGF": None, "PSLD": 6}
 
@@ -37,13 +37,19 @@ def _dashed(draw: ImageDraw.ImageDraw, a: tuple[float, float], b: tuple[float, f
                    (a[0] + (b[0] - a[0]) * e, a[1] + (b[1] - a[1]) * e)], fill=colour, width=width)
 
 
-def draw(cache: dict[str, Any], tasks: Sequence[str], settings: Sequence[Any], key: Callable, path: Path) -> None:
-    """Write the plot of ``settings`` (reference-form runs of both methods) for ``tasks`` to ``path``."""
+def draw(cache: dict[str, Any], tasks: Sequence[str], settings: Sequence[Any], key: Callable, path: Path,
+         crops: Sequence[int]) -> None:
+    """Write the plot of ``settings`` (reference-form runs of both methods) for ``tasks`` to ``path``,
+    PSNR averaged over ``crops`` (ones every plotted run has, so the points are comparable)."""
+    def psnr(run: dict[str, Any]) -> float:
+        values = dict(zip(run["indices"], run["psnr_mean"], strict=True))
+        return statistics.fmean(values[i] for i in crops)
+
     curves = []
     for t_index, task in enumerate(tasks):
         for method in ("DWGF", "PSLD"):
-            points = [(cache[key(task, s)]["evaluations_per_image"], statistics.fmean(cache[key(task, s)]["psnr_mean"]),
-                       s.steps) for s in settings if s.method == method and key(task, s) in cache]
+            points = [(cache[key(task, s)]["evaluations_per_image"], psnr(cache[key(task, s)]), s.steps)
+                      for s in settings if s.method == method and key(task, s) in cache]
             if points:
                 curves.append((task, method, TASK_COLOURS[t_index % len(TASK_COLOURS)], sorted(points)))
     if not curves:
@@ -71,7 +77,8 @@ def draw(cache: dict[str, Any], tasks: Sequence[str], settings: Sequence[Any], k
     draw_.rectangle([LEFT, TOP, LEFT + plot_w, TOP + plot_h], outline="black")
     draw_.text((LEFT + plot_w / 2 - 150, HEIGHT - 28), "network evaluations per image (log scale)", fill="black",
                font=font)
-    draw_.text((10, 10), "PSNR of the particle mean (dB) against cost, demo model", fill="black", font=font)
+    draw_.text((10, 10), f"PSNR of the particle mean (dB) against cost, demo model, {len(crops)} held-out crops",
+               fill="black", font=font)
     for row, (task, method, colour, points) in enumerate(curves):
         dash = METHOD_DASH[method]
         for a, b in zip(points, points[1:], strict=False):

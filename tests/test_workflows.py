@@ -69,7 +69,7 @@ def test_the_twin_check_sees_drift(object_info: dict) -> None:
     grown = copy.deepcopy(object_info)
     grown["DWGF_Sampler"]["input"]["required"] = {"new_knob": ["INT", {}], **grown["DWGF_Sampler"]["input"]["required"]}
     grown["DWGF_Sampler"].pop("input_order", None)
-    with pytest.raises(ValueError, match="stores 11 widget values but the server's definition has 12"):
+    with pytest.raises(ValueError, match="stores 16 widget values but the server.s definition has 17"):
         ui_to_api(ui, grown)
 
 
