@@ -17,7 +17,7 @@ by every method of ``METHODS`` with each seed of ``SEEDS``:
   one particle's DWGF iteration; ``tests/test_psld_sampler.py`` measured 200 steps beating the
   measurement-only baseline by 0.5–0.8 dB and 50 not);
 * ``DWGF`` — METHOD.md's reference weights (w 0.15, c_ae 0.1, Adam lr 1, σ_dec 0.01, N = 4) with
-  ``DWGF_STEPS`` iterations (the fast preset; the reference makes 998);
+  ``DWGF_STEPS`` iterations (the reference makes 998; ``bench/frontier.py`` measures the lengths);
 
 all through the real ComfyUI (the 2024 copy unless ``DWGF_COMFYUI_ROOT`` says otherwise): model,
 VAE and conditioning come from the DWGF Demo Model node ("unconditional", cfg 1), the measurements
@@ -33,7 +33,7 @@ Paired differences (DWGF − method) are taken per image (averaged over seeds) a
 ± standard deviation over images, with how many images DWGF wins.
 
 ``--study`` runs DWGF with 25 … 998 iterations on ``STUDY_INDICES`` for box inpainting and ×8 SR
-(issue 7's fast preset: within 0.5 dB of the full-length run at ≤ 1/5 of its network calls).
+(issue 7's study; ``bench/frontier.py`` replaces it with the whole quality-for-cost frontier).
 ``--psld-reference`` runs PSLD at its reference length (1000 DDIM steps) on the first
 ``REFERENCE_IMAGES`` crops for box inpainting, ×8 SR and Gaussian deblurring, reported paired
 with PSLD-100 and DWGF's preset on the same crops (seed 0).
