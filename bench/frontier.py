@@ -143,18 +143,16 @@ def run_dwgf_setting(bench: quality.Workbench, problem: quality.Problem, setting
     first = warm.start_timestep(setting.denoise, setting.last_timestep, setting.steps)
     weights = {**quality.DWGF_SETTINGS, "ae_weight": setting.ae_weight}
     config = flow.DWGFConfig(steps=setting.steps, seed=0, first_timestep=first, ae_every=setting.ae_every,
-                             time_power=setting.time_power, last_timestep=setting.last_timestep, **weights)
+                             time_power=setting.time_power, last_timestep=setting.last_timestep,
+                             warm_start=setting.denoise < 1, **weights)
     levels = flow.dwgf_levels(bench.adapter.model_alphas_cumprod(bench.model), config)
     trajectory = Trajectory(bench, problem, config.particles, len(levels))
 
     def solve(denoiser: Any, autoencoder: Any, shape: tuple, device: torch.device) -> torch.Tensor:
         trajectory.autoencoder = autoencoder.inner
-        y = problem.y.to(device)
-        initial = None
-        if setting.denoise < 1:
-            initial = warm.warm_start_particles(autoencoder, problem.degradation.operator, y, config.particles, 0)
-        return flow.run_dwgf(denoiser, autoencoder, config, shape, problem.degradation.operator, y, levels=levels,
-                             device=device, groups=problem.count, initial=initial, callback=trajectory)
+        return flow.run_dwgf(denoiser, autoencoder, config, shape, problem.degradation.operator,
+                             problem.y.to(device), levels=levels, device=device, groups=problem.count,
+                             callback=trajectory)
 
     restored = bench._core_run(problem, 0, config.particles, levels, solve, differentiable=False)
     return restored, trajectory.rows

@@ -249,7 +249,6 @@ class _Problem:
     config: DWGFConfig
     groups: int = 1
     reconstructions: list[torch.Tensor] | None = None  # D(E(x + n)) per chunk, from the last refresh
-    iteration: int = 0
 
 
 def particle_spans(total: int, chunk: int) -> list[tuple[int, int]]:
@@ -269,14 +268,16 @@ def decode_with_graph(autoencoder: Autoencoder, z: torch.Tensor, checkpointed: b
     return autoencoder.decode(z).to(torch.float32)
 
 
-def iteration_gradient(problem: _Problem, z: torch.Tensor, level: NoiseLevel, noise: NoiseSource) -> torch.Tensor:
+def iteration_gradient(problem: _Problem, z: torch.Tensor, level: NoiseLevel, noise: NoiseSource,
+                       refresh: bool = True) -> torch.Tensor:
     """One iteration's gradient, accumulated into ``z.grad``; returns ``(L_obs, L_prior, L_ae, L_rep)`` (float32).
 
-    With ``config.ae_every`` = k > 1 the reconstruction ``D(E(x + n))`` is recomputed on every k-th
-    iteration only and reused in between. The networks see ``config.particle_chunk`` particles at a
-    time; each chunk's decoder graph is freed by its own backward before the next chunk decodes.
-    Each term is a mean over all particles, so a chunk contributes its own mean times its share of
-    the particles. The denoiser runs before any graph exists, so the two never hold memory at the same time. The loss is
+    ``refresh`` False reuses the reconstruction ``D(E(x + n))`` of the last iteration that computed
+    it (the loop refreshes every ``config.ae_every``-th iteration). The networks see
+    ``config.particle_chunk`` particles at a time; each chunk's decoder graph is freed by its own
+    backward before the next chunk decodes. Each term is a mean over all particles, so a chunk
+    contributes its own mean times its share of the particles. The denoiser runs before any graph
+    exists, so the two never hold memory at the same time. The loss is
     scaled by ``groups`` so every group gets the gradient it would get in a run of its own.
     """
     config = problem.config
@@ -293,10 +294,9 @@ def iteration_gradient(problem: _Problem, z: torch.Tensor, level: NoiseLevel, no
     l_rep = repulsion_loss(z, problem.groups, repulsion_scale(config.repulsion, config.repulsion_schedule, level))
     l_obs = l_ae = zero
     pending = l_prior + l_rep  # folded into the first chunk's backward
-    refresh = problem.reconstructions is None or problem.iteration % config.ae_every == 0
+    refresh = refresh or problem.reconstructions is None
     if refresh:
         problem.reconstructions = []
-    problem.iteration += 1
     if problem.operator is not None or config.ae_weight > 0:
         decoder_noise = None
         for chunk, (a, b) in enumerate(spans):
@@ -388,9 +388,9 @@ def _steps(denoiser: Denoiser, autoencoder: Autoencoder | None, config: DWGFConf
     z = starting_particles(initial, n, shape, config.seed, device).requires_grad_(True)
     optimizer = _make_optimizer(config, z)
     noise = NoiseSource(config.seed, device)
-    for level in levels:
+    for index, level in enumerate(levels):
         z.grad = None
-        losses = iteration_gradient(problem, z, level, noise)
+        losses = iteration_gradient(problem, z, level, noise, refresh=index % config.ae_every == 0)
         optimizer.step()
         z.grad = None
         yield z, losses, {"timestep": level.timestep, "alpha_bar": level.alpha_bar}
