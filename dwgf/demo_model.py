@@ -39,20 +39,41 @@ def prompts() -> list[str]:
     return list(load_config()["prompts"])
 
 
-def load_tensors(role: str) -> dict[str, torch.Tensor]:
-    """The tensors of one shipped file: ``role`` is "vae", "unet", "contexts" or "heldout"."""
+PRIORS = ("epsilon", "flow matching")  # the UNet (unet.safetensors) and its rectified-flow twin
+
+
+def has_flow_prior() -> bool:
+    """Whether ``tools/train_flow_model.py`` has written the flow-matching twin into the model folder."""
+    return "flow" in load_config()
+
+
+def flow_sampling() -> dict[str, float]:
+    """The flow prior's ComfyUI sampling settings (``shift``, ``multiplier``)."""
+    require(has_flow_prior(), "the demo model has no flow-matching prior: run `make train-flow-model`")
+    sampling = load_config()["flow"]["sampling"]
+    return {"shift": float(sampling["shift"]), "multiplier": float(sampling["multiplier"])}
+
+
+def load_tensors(role: str, prior: str = "epsilon") -> dict[str, torch.Tensor]:
+    """The tensors of one shipped file: ``role`` is "vae", "unet", "contexts" or "heldout"; ``prior``
+    "flow matching" picks the rectified-flow twin's "unet" and "contexts"."""
     from safetensors.torch import load_file
 
-    name = load_config()["files"][role]
-    return load_file(str(MODEL_DIR / name))
+    require(prior in PRIORS, f"prior must be one of {PRIORS}, got {prior!r}")
+    config = load_config()
+    files = config["files"]
+    if prior == "flow matching" and role in ("unet", "contexts"):
+        require(has_flow_prior(), "the demo model has no flow-matching prior: run `make train-flow-model`")
+        files = config["flow"]["files"]
+    return load_file(str(MODEL_DIR / files[role]))
 
 
-def prompt_context(prompt: str) -> torch.Tensor:
+def prompt_context(prompt: str, prior: str = "epsilon") -> torch.Tensor:
     """The learned context ``(1, tokens, context_dim)`` float32 of a prompt or of "unconditional"."""
     config = load_config()
     names = [*config["prompts"], UNCONDITIONAL]
     require(prompt in names, f"prompt {prompt!r} is not one the demo model knows: choose one of {names}")
-    table = load_tensors("contexts")["context"]
+    table = load_tensors("contexts", prior)["context"]
     index = config["unconditional_index"] if prompt == UNCONDITIONAL else config["prompts"].index(prompt)
     return table[index:index + 1].float()
 

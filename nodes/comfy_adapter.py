@@ -17,6 +17,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+import comfy.model_base
 import comfy.model_management
 import comfy.model_patcher
 import comfy.model_sampling
@@ -28,6 +29,7 @@ import latent_preview
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from ..dwgf import parametrisation
 from ..dwgf.errors import DWGFInputError
 
 # ---------------------------------------------------------------------------------------------
@@ -55,7 +57,8 @@ VAE_DOWNSCALE_TAG = "dwgf_vae_downscale"  # set on a BaseModel whose latent spac
 
 
 def build_sd15_style_model(unet_config: dict[str, Any], unet_state_dict: dict[str, torch.Tensor],
-                           dtype: torch.dtype = torch.float32, vae_downscale: int = SD_VAE_DOWNSCALE) -> Any:
+                           dtype: torch.dtype = torch.float32, vae_downscale: int = SD_VAE_DOWNSCALE,
+                           flow_sampling: dict[str, float] | None = None) -> Any:
     """A MODEL (``ModelPatcher`` over an SD1.5-family ``BaseModel``) for a UNet of any size.
 
     ``comfy.supported_models.SD15`` gives the epsilon-prediction model sampling on SD's
@@ -65,12 +68,23 @@ def build_sd15_style_model(unet_config: dict[str, Any], unet_state_dict: dict[st
     The weights must match the architecture exactly (``strict`` load), so a bad file fails here
     and not as silent noise at sampling time. ``vae_downscale`` records which VAE's latent space
     the UNet was trained in, so a VAE of another model is refused (:func:`check_vae_matches_model`).
+    ``flow_sampling`` (``{"shift": …, "multiplier": …}``) makes it a rectified-flow model instead, as
+    ComfyUI builds SD3: ``ModelSamplingDiscreteFlow`` with the CONST parametrisation (v = ε − z0).
     """
     model_config = comfy.supported_models.SD15(dict(unet_config))
     model_config.unet_config.update(unet_config)
     model_config.set_inference_dtype(dtype, None)
     offload = unet_offload_device()
-    base_model = model_config.get_model({}, "", device=offload)
+    if flow_sampling is None:
+        base_model = model_config.get_model({}, "", device=offload)
+    else:
+        flow_type = getattr(comfy.model_base.ModelType, "FLOW", None)
+        if flow_type is None:
+            raise DWGFInputError("prior: this ComfyUI predates flow-matching models (SD3, Flux; added in "
+                                 "mid-2024), so the flow-matching demo prior cannot load: update ComfyUI "
+                                 "or choose the epsilon prior")
+        model_config.sampling_settings = dict(flow_sampling)
+        base_model = comfy.model_base.BaseModel(model_config, model_type=flow_type, device=offload)
     base_model.diffusion_model.load_state_dict(unet_state_dict, strict=True)
     base_model.diffusion_model.to(device=offload, dtype=dtype)
     setattr(base_model, VAE_DOWNSCALE_TAG, int(vae_downscale))
@@ -122,25 +136,92 @@ def empty_latent(batch_size: int, channels: int, height: int, width: int) -> dic
 # model, applies model patches and classifier-free guidance, exactly as for its own samplers.
 
 
+_DISCRETE_KINDS = ("EPS", "V_PREDICTION")
+_FLOW_KINDS = ("FLOW", "FLUX")  # SD3 / AuraFlow-style discrete flow, and Flux's continuous shift
+
+
+def model_kind(model: Any) -> str:
+    """The BaseModel's prediction type by name (``EPS``, ``V_PREDICTION``, ``FLOW``, ``FLUX``, ...)."""
+    base = model.model
+    return getattr(getattr(base, "model_type", None), "name", str(getattr(base, "model_type", "?")))
+
+
+def is_flow_model(model: Any) -> bool:
+    """A rectified-flow model (SD3, Flux): ComfyUI's CONST parametrisation, ``z_t = (1 − t) z + t ε``.
+    The March-2024 copy predates it (no ``CONST``), so there nothing is a flow model."""
+    const = getattr(comfy.model_sampling, "CONST", None)
+    return const is not None and isinstance(model.model.model_sampling, const)
+
+
 def check_diffusion_model(model: Any) -> None:
-    """Reject models outside the method: it needs a discrete-time eps- or v-prediction model."""
+    """Reject models outside the method: a discrete-time eps/v model or a rectified-flow model."""
     base = model.model
     sampling = base.model_sampling
-    kind = getattr(getattr(base, "model_type", None), "name", str(getattr(base, "model_type", "?")))
-    discrete = isinstance(sampling, comfy.model_sampling.ModelSamplingDiscrete)
-    if kind not in ("EPS", "V_PREDICTION") or not discrete or len(sampling.sigmas) < 2:
+    kind = model_kind(model)
+    discrete = (kind in _DISCRETE_KINDS and isinstance(sampling, comfy.model_sampling.ModelSamplingDiscrete)
+                and len(sampling.sigmas) >= 2)
+    flow = kind in _FLOW_KINDS and is_flow_model(model) and hasattr(sampling, "percent_to_sigma")
+    if not (discrete or flow):
         raise DWGFInputError(
             f"model: this MODEL is a {type(base).__name__} with {kind} prediction and "
             f"{type(sampling).__name__} noise levels; DWGF and PSLD need a discrete-time eps- or "
-            "v-prediction latent diffusion model (SD 1.x, SD 2.x, SDXL). Flow-matching models "
-            "(SD3, Flux) and EDM/continuous-time models are not supported."
+            "v-prediction latent diffusion model (SD 1.x, SD 2.x, SDXL) or a rectified-flow model "
+            "(SD3, Flux). EDM and other continuous-time models are not supported."
         )
 
 
+def is_guidance_distilled(model: Any) -> bool:
+    """Flux dev's transformer takes the guidance strength as an input (FluxGuidance) instead of a
+    classifier-free guidance pass."""
+    params = getattr(model.model.diffusion_model, "params", None)
+    return bool(getattr(params, "guidance_embed", False))
+
+
+def check_guidance(model: Any, cfg: float) -> None:
+    """A guidance-distilled model runs at cfg 1: one transformer pass per iteration, no unconditional one."""
+    if is_guidance_distilled(model) and abs(float(cfg) - 1.0) > 1e-9:
+        raise DWGFInputError(
+            f"cfg: this {type(model.model).__name__} model is guidance-distilled (Flux dev): its guidance "
+            f"strength is an input of the model, set with a FluxGuidance node on the positive conditioning "
+            f"(3.5 is usual). Classifier-free guidance (cfg {cfg}) would run a second, unconditional pass of "
+            "the transformer every iteration for no benefit: set cfg to 1")
+
+
+def model_flow_times(model: Any) -> torch.Tensor:
+    """A flow model's 1000-step time table ``t_i`` (i = 0 … 999, increasing, the last = 1), read off its
+    own sampling object (its shift included) the way ComfyUI's schedulers do: ``percent_to_sigma``."""
+    sampling = model.model.model_sampling
+    steps = parametrisation.FLOW_TABLE_STEPS
+    return torch.tensor([float(sampling.percent_to_sigma(1.0 - (i + 1) / steps)) for i in range(steps)],
+                        dtype=torch.float64)
+
+
 def model_alphas_cumprod(model: Any) -> torch.Tensor:
-    """The model's ``ᾱ_t`` (t = 0 … T−1) in float64, from ComfyUI's sigma table ``σ = sqrt((1−ᾱ)/ᾱ)``."""
+    """The model's ``ᾱ_t`` (t = 0 … T−1) in float64. Eps/v: from ComfyUI's sigma table
+    ``σ = sqrt((1−ᾱ)/ᾱ)``. Flow: the variance-preserving equivalent of its time table
+    (:mod:`dwgf.parametrisation`: the DWGF update depends on the level only through ``σ/α``)."""
+    if is_flow_model(model):
+        return parametrisation.flow_alphas_cumprod(model_flow_times(model))
     sigmas = model.model.model_sampling.sigmas.detach().to("cpu", torch.float64)
     return 1.0 / (1.0 + sigmas**2)
+
+
+def model_sigmas(model: Any, k_sigmas: torch.Tensor) -> torch.Tensor:
+    """The core's k-diffusion noise levels ``s = σ/α`` as the model's own ComfyUI sigmas (flow: ``t``)."""
+    return parametrisation.flow_time_from_k_sigma(k_sigmas) if is_flow_model(model) else k_sigmas
+
+
+def alpha_bars_from_model_sigmas(model: Any, sigmas: torch.Tensor) -> list[float]:
+    """A graph's ComfyUI sigmas (a scheduler's output) as the core's VP-equivalent ``ᾱ``, the final 0
+    dropped. Eps/v: ``ᾱ = 1/(1 + σ²)``; flow: the equivalent of ``t`` (pure noise moved just below 1)."""
+    values = sigmas.detach().to("cpu", torch.float64)
+    values = values[values > 0]
+    if values.numel() == 0:
+        return []
+    if is_flow_model(model):
+        t = parametrisation.finite_flow_times(values)
+        return parametrisation.variance_preserving_alpha_bar(1.0 - t, t).tolist()
+    return (1.0 / (1.0 + values**2)).tolist()
 
 
 def model_latent_channels(model: Any) -> int:
@@ -154,21 +235,28 @@ class GuidedDenoiser:
     """The ``Denoiser`` protocol over the model ComfyUI hands to a KSAMPLER function.
 
     ``guided(x, sigma, **extra_args)`` returns the CFG-combined ``ẑ0``; calls run without
-    gradients and return ordinary (non-inference) tensors.
+    gradients and return ordinary (non-inference) tensors. The core calls in the k-diffusion form
+    ``x = z + s ε``; a flow model (``flow``) is called in its own, ``z_t = x/(1 + s)`` at ``t = s/(1 + s)``
+    (:mod:`dwgf.parametrisation`), and returns ``ẑ0`` all the same.
     """
 
-    def __init__(self, guided: Any, extra_args: dict, alphas_cumprod: torch.Tensor) -> None:
+    def __init__(self, guided: Any, extra_args: dict, alphas_cumprod: torch.Tensor, flow: bool = False) -> None:
         self.guided = guided
         self.extra_args = extra_args
         self.alphas_cumprod = alphas_cumprod
+        self.flow = flow
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return self.guided(x, sigma.to(x), **self.extra_args)
+            return self.denoise_differentiable(x, sigma)
 
     def denoise_differentiable(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """The same call keeping the graph (PSLD; needs :class:`autograd_through_unet`)."""
-        return self.guided(x, sigma.to(x), **self.extra_args)
+        sigma = sigma.to(x)
+        if self.flow:
+            return self.guided(parametrisation.flow_input_from_k(x, sigma),
+                               parametrisation.flow_time_from_k_sigma(sigma), **self.extra_args)
+        return self.guided(x, sigma, **self.extra_args)
 
 
 class Progress:
@@ -192,14 +280,15 @@ def sample_with_comfyui(model: Any, positive: Any, negative: Any, cfg: float, si
                         differentiable_model: bool = False) -> torch.Tensor:
     """Run ``run(denoiser, device, on_step)`` as a ComfyUI sampler; returns raw VAE latents.
 
-    ``sigmas`` are the schedule's noise levels (one per iteration); ``on_step`` is the core run's
+    ``sigmas`` are the schedule's k-diffusion noise levels ``s = σ/α`` (one per iteration; handed to
+    ComfyUI as the model's own sigmas); ``on_step`` is the core run's
     callback (:class:`Progress`). ``differentiable_model`` lets gradients run through the UNet (PSLD).
     """
-    alphas = model_alphas_cumprod(model)
+    alphas, flow = model_alphas_cumprod(model), is_flow_model(model)
     comfy_callback = latent_preview.prepare_callback(model, len(sigmas))
 
     def sampler_function(guided, noise, comfy_sigmas, extra_args=None, callback=None, disable=None, **_):
-        denoiser = GuidedDenoiser(guided, dict(extra_args or {}), alphas)
+        denoiser = GuidedDenoiser(guided, dict(extra_args or {}), alphas, flow)
         on_step = Progress(callback, comfy_sigmas)
         with torch.inference_mode(False), torch.enable_grad():
             if not differentiable_model:
@@ -208,7 +297,7 @@ def sample_with_comfyui(model: Any, positive: Any, negative: Any, cfg: float, si
                 return run(denoiser, noise.device, on_step)
 
     sampler = comfy.samplers.KSAMPLER(sampler_function)
-    schedule = torch.cat([sigmas.float().cpu(), torch.zeros(1)])
+    schedule = torch.cat([model_sigmas(model, sigmas.double().cpu()).float(), torch.zeros(1)])
     latent = torch.zeros(latent_shape)
     return comfy.sample.sample_custom(model, torch.zeros(latent_shape), float(cfg), sampler, schedule, positive,
                                       negative, latent, callback=comfy_callback, disable_pbar=True, seed=seed)
@@ -232,7 +321,7 @@ def custom_sampler(run: Callable[..., torch.Tensor]) -> Any:
 
     def sampler_function(guided, noise, sigmas, extra_args=None, callback=None, disable=None, **_):
         model = GuidedModel(guided)
-        denoiser = GuidedDenoiser(guided, dict(extra_args or {}), model_alphas_cumprod(model))
+        denoiser = GuidedDenoiser(guided, dict(extra_args or {}), model_alphas_cumprod(model), is_flow_model(model))
         unit_noise = getattr(guided, "noise", None)
         seed = int((extra_args or {}).get("seed", 0) or 0)
         with torch.inference_mode(False), torch.enable_grad():
@@ -247,8 +336,8 @@ class autograd_through_unet:  # noqa: N801 - used as a context manager, reads li
     Its weights become ordinary tensors (see :func:`make_trainable_copy_of_weights`), and the
     transformer blocks' LayerNorms get a pre-hook that clones their input: ComfyUI before
     mid-2025 (≈ v0.3.41) adds attention outputs in place (``x += n``) onto a tensor LayerNorm
-    saved for backward, which breaks autograd; the clone costs one copy per norm and is removed
-    after the run, so normal sampling is untouched.
+    saved for backward, which breaks autograd, and Flux's blocks still do; the clone costs one copy
+    per norm and is removed after the run, so normal sampling is untouched.
     """
 
     def __init__(self, model: Any) -> None:
@@ -258,16 +347,25 @@ class autograd_through_unet:  # noqa: N801 - used as a context manager, reads li
     def __enter__(self) -> autograd_through_unet:
         make_trainable_copy_of_weights(self.unet)
         for module in self.unet.modules():
-            if type(module).__name__ == "BasicTransformerBlock":
-                for norm in (getattr(module, name, None) for name in ("norm1", "norm2", "norm3")):
-                    if isinstance(norm, torch.nn.Module):
-                        self.handles.append(norm.register_forward_pre_hook(_clone_first_input))
+            names = _NORMS_BEFORE_IN_PLACE_ADDS.get(type(module).__name__, ())
+            for norm in (getattr(module, name, None) for name in names):
+                if isinstance(norm, torch.nn.Module):
+                    self.handles.append(norm.register_forward_pre_hook(_clone_first_input))
         return self
 
     def __exit__(self, *exc: object) -> None:
         for handle in self.handles:
             handle.remove()
         self.handles.clear()
+
+
+# Blocks whose residual stream is updated in place (``x += …``) after a norm saved it for backward:
+# the UNets' transformer blocks before mid-2025, and Flux's double- and single-stream blocks (all versions).
+_NORMS_BEFORE_IN_PLACE_ADDS = {
+    "BasicTransformerBlock": ("norm1", "norm2", "norm3"),
+    "DoubleStreamBlock": ("img_norm1", "img_norm2", "txt_norm1", "txt_norm2"),
+    "SingleStreamBlock": ("pre_norm",),
+}
 
 
 def _clone_first_input(module: torch.nn.Module, args: tuple) -> tuple:

@@ -21,11 +21,12 @@ from .restoration import MeasurementBatch, run_in_comfyui
 from .sampler_inputs import FASTEST, dwgf_method_inputs, dwgf_settings, memory_inputs, problem_inputs
 
 
-def levels_from_sigmas(sigmas: torch.Tensor) -> list[NoiseLevel]:
-    """The user's k-diffusion sigmas as DWGF's noise levels, ``ᾱ = 1 / (1 + σ²)`` (the final 0 dropped)."""
-    values = [float(s) for s in sigmas.detach().cpu().tolist() if float(s) > 0]
-    require(len(values) >= 1, "sigmas: the schedule has no noise level above 0: use at least one step")
-    return [NoiseLevel(alpha_bar=1.0 / (1.0 + s * s)) for s in values]
+def levels_from_sigmas(model: Any, sigmas: torch.Tensor) -> list[NoiseLevel]:
+    """The user's ComfyUI sigmas as DWGF's noise levels (the final 0 dropped): ``ᾱ = 1 / (1 + σ²)`` for
+    eps/v models, the VP equivalent of flow time ``σ = t`` for flow models (``comfy_adapter``)."""
+    alpha_bars = comfy_adapter.alpha_bars_from_model_sigmas(model, sigmas)
+    require(len(alpha_bars) >= 1, "sigmas: the schedule has no noise level above 0: use at least one step")
+    return [NoiseLevel(alpha_bar=a) for a in alpha_bars]
 
 
 class DWGFCustomSampler:
@@ -70,7 +71,7 @@ def run_on_sigmas(vae: Any, degradation: Degradation, measurement: torch.Tensor,
             f"latent_image: the latent is {tuple(shape)} per particle but restoring this "
             f"{problem.image_size[0]}x{problem.image_size[1]} image needs {problem.latent_shape}: use an "
             "empty latent of the restored image's size (for the demo model, its empty_latent output)")
-    levels = levels_from_sigmas(sigmas)
+    levels = levels_from_sigmas(model, sigmas)
     config = dataclasses.replace(config, particles=particles, steps=min(len(levels), 998), seed=seed)
     start = unit_noise.detach().float()
     if not bool(start.abs().sum() > 0):  # add_noise off: the seeded start DWGF uses anyway

@@ -59,20 +59,30 @@ class DemoModel:
                 "batch_size": ("INT", {"default": 4, "min": 1, "max": 256,
                                        "tooltip": "Number of latents in the empty_latent output."}),
             },
+            "optional": {
+                "prior": (list(demo_model.PRIORS), {
+                    "default": "epsilon",
+                    "tooltip": "epsilon: the UNet on SD 1.5's schedule (eps prediction). flow matching: its "
+                               "rectified-flow twin on the same autoencoder and data (v = noise - latent, "
+                               "ComfyUI's SD3-style ModelSamplingDiscreteFlow), to try SD3/Flux-style models."}),
+            },
         }
 
-    def load(self, prompt: str, batch_size: int) -> tuple[Any, Any, list, list, dict[str, torch.Tensor]]:
+    def load(self, prompt: str, batch_size: int,
+             prior: str = "epsilon") -> tuple[Any, Any, list, list, dict[str, torch.Tensor]]:
         config = demo_model.load_config()
         require(prompt in [*config["prompts"], UNCONDITIONAL],
                 f"prompt {prompt!r} is unknown to the demo model: choose one of {config['prompts']}")
-        model = comfy_adapter.build_sd15_style_model(config["unet"], demo_model.load_tensors("unet"),
-                                                     vae_downscale=config["downscale_ratio"])
+        require(prior in demo_model.PRIORS, f"prior {prior!r} is unknown: choose one of {demo_model.PRIORS}")
+        flow = demo_model.flow_sampling() if prior == "flow matching" else None
+        model = comfy_adapter.build_sd15_style_model(config["unet"], demo_model.load_tensors("unet", prior),
+                                                     vae_downscale=config["downscale_ratio"], flow_sampling=flow)
         require(abs(comfy_adapter.latent_scale_factor(model) - config["latent_scale_factor"]) < 1e-9,
                 "this ComfyUI's SD1.5 latent scale differs from the one the demo model was trained for")
         vae = comfy_adapter.build_kl_vae(demo_model.load_tensors("vae"), config["vae"]["ddconfig"],
                                          config["vae"]["embed_dim"], config["downscale_ratio"])
-        positive = comfy_adapter.conditioning_from_context(demo_model.prompt_context(prompt))
-        negative = comfy_adapter.conditioning_from_context(demo_model.prompt_context(UNCONDITIONAL))
+        positive = comfy_adapter.conditioning_from_context(demo_model.prompt_context(prompt, prior))
+        negative = comfy_adapter.conditioning_from_context(demo_model.prompt_context(UNCONDITIONAL, prior))
         side = config["image_size"] // config["downscale_ratio"]
         latent = comfy_adapter.empty_latent(batch_size, config["latent_channels"], side, side)
         return (model, vae, positive, negative, latent)

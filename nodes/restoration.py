@@ -123,6 +123,7 @@ def sample_each_measurement(run: Callable, config: Any, levels: list, problem: M
     Before the first run the memory guard compares the estimated working memory with what the device
     has free (``memory``); Cancel is honoured inside every network call.
     """
+    comfy_adapter.check_guidance(model, cfg)
     sigmas = torch.tensor([level.k_sigma for level in levels], dtype=torch.float64)
     results = [comfy_adapter.sample_with_comfyui(
         model, positive, negative, cfg, sigmas, (config.particles, *problem.latent_shape), config.seed,

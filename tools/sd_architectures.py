@@ -4,6 +4,11 @@ No checkpoint can be downloaded here, so the real architectures (SD 1.5, SD 2.1 
 v-prediction, SDXL) are built from their published hyper-parameters with ComfyUI's own classes
 and filled with random weights. They exercise the shapes, dtypes, conditioning and the cost of the
 real networks; their outputs mean nothing. Used by tests and by ``bench/``.
+
+The flow-matching families (issue 18) keep their real width but fewer blocks, so they run on a CPU:
+SD3 medium's MMDiT (hidden 1536, 24 heads, shift 3) with 2 of its 24 joint blocks, and Flux dev
+(hidden 3072, 24 heads, guidance embedding) with 1 of 19 double-stream and 1 of 38 single-stream
+blocks; both with the 16-channel VAE and their own latent scale and shift.
 """
 
 from __future__ import annotations
@@ -32,6 +37,26 @@ UNET_CONFIGS: dict[str, dict[str, Any]] = {
              "use_linear_in_transformer": True, "context_dim": 2048, "num_head_channels": 64,
              "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10]},
 }
+
+# The flow-matching transformers, at full width (ComfyUI's detection of the published checkpoints),
+# with the block counts of ``FLOW_DEPTHS`` (the published ones in ``FULL_DEPTHS``).
+FLOW_CONFIGS: dict[str, dict[str, Any]] = {
+    "sd3": {"in_channels": 16, "out_channels": 16, "patch_size": 2, "depth": 24, "input_size": None,
+            "adm_in_channels": 2048, "num_patches": 36864, "pos_embed_max_size": 192,
+            "pos_embed_scaling_factor": None, "x_block_self_attn_layers": [],
+            "context_embedder_config": {"target": "torch.nn.Linear",
+                                        "params": {"in_features": 4096, "out_features": 1536}}},
+    "flux": {"image_model": "flux", "guidance_embed": True, "in_channels": 16, "out_channels": 16,
+             "patch_size": 2, "hidden_size": 3072, "num_heads": 24, "mlp_ratio": 4.0, "axes_dim": [16, 56, 56],
+             "theta": 10000, "qkv_bias": True, "context_in_dim": 4096, "vec_in_dim": 768},
+}
+FLOW_DEPTHS = {"sd3": {"num_blocks": 2}, "flux": {"depth": 1, "depth_single_blocks": 1}}
+FULL_DEPTHS = {"sd3": {"num_blocks": 24}, "flux": {"depth": 19, "depth_single_blocks": 38}}
+FLOW_CONTEXT = {"sd3": (4096, 2048), "flux": (4096, 768)}  # (token width, pooled width): T5-XXL, CLIP L+G / L
+FLOW_VAE_DDCONFIG = {"double_z": True, "z_channels": 16, "resolution": 256, "in_channels": 3, "out_ch": 3,
+                     "ch": 128, "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [],
+                     "dropout": 0.0}
+FLOW_FAMILIES = tuple(FLOW_CONFIGS)
 
 SD_VAE_DDCONFIG = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
                    "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
@@ -89,25 +114,75 @@ def build_model(family: str, dtype: torch.dtype = torch.float32, seed: int = 0) 
                                             offload_device=offload)
 
 
-def build_vae(seed: int = 1, dtype: torch.dtype | None = None) -> Any:
-    """The SD/SDXL KL-f8 VAE (83 M parameters) with random weights."""
+def flow_model_config(family: str, full_depth: bool = False) -> Any:
+    """ComfyUI's model config of SD3 or Flux dev with this module's (or the published) block counts."""
+    import comfy.supported_models
+
+    classes = {"sd3": comfy.supported_models.SD3, "flux": comfy.supported_models.Flux}
+    unet_config = {**FLOW_CONFIGS[family], **(FULL_DEPTHS if full_depth else FLOW_DEPTHS)[family]}
+    config = classes[family](dict(unet_config))
+    config.unet_config.update(unet_config)
+    return config
+
+
+def build_flow_model(family: str, dtype: torch.dtype = torch.bfloat16, seed: int = 0) -> Any:
+    """A ``ModelPatcher`` over ComfyUI's SD3 or Flux ``BaseModel`` (reduced depth, random weights)."""
+    import comfy.model_management
+    import comfy.model_patcher
+
+    config = flow_model_config(family)
+    config.set_inference_dtype(dtype, None)
+    offload = comfy.model_management.unet_offload_device()
+    base = config.get_model({}, "", device=offload)
+    randomize_(base.diffusion_model, seed)
+    base.diffusion_model.to(dtype)
+    return comfy.model_patcher.ModelPatcher(base, load_device=comfy.model_management.get_torch_device(),
+                                            offload_device=offload)
+
+
+def build_vae(seed: int = 1, dtype: torch.dtype | None = None, latent_channels: int = 4) -> Any:
+    """The SD/SDXL KL-f8 VAE (83 M parameters; 4 latent channels) or SD3/Flux's (16), random weights.
+
+    SD3's and Flux's VAE has no quant convolutions; it is built the way a user's file loads: a state
+    dict with its real keys handed to ``comfy.sd.VAE``, whose detection makes the engine.
+    """
     import comfy.sd
 
-    vae = comfy.sd.VAE(sd={}, config={"params": {"ddconfig": dict(SD_VAE_DDCONFIG), "embed_dim": 4}}, dtype=dtype)
-    randomize_(vae.first_stage_model, seed)
-    return vae
+    if latent_channels == 4:
+        vae = comfy.sd.VAE(sd={}, config={"params": {"ddconfig": dict(SD_VAE_DDCONFIG), "embed_dim": 4}},
+                           dtype=dtype)
+        randomize_(vae.first_stage_model, seed)
+        return vae
+    from comfy.ldm.models.autoencoder import AutoencodingEngine
+
+    ddconfig = {**FLOW_VAE_DDCONFIG, "z_channels": latent_channels}
+    blueprint = AutoencodingEngine(
+        regularizer_config={"target": "comfy.ldm.models.autoencoder.DiagonalGaussianRegularizer"},
+        encoder_config={"target": "comfy.ldm.modules.diffusionmodules.model.Encoder", "params": ddconfig},
+        decoder_config={"target": "comfy.ldm.modules.diffusionmodules.model.Decoder", "params": ddconfig})
+    randomize_(blueprint, seed)
+    return comfy.sd.VAE(sd=blueprint.state_dict(), dtype=dtype)
 
 
 def conditioning(family: str, batch: int = 1, tokens: int = 77, seed: int = 2) -> Any:
-    """CONDITIONING with the family's context width (and SDXL's pooled vector)."""
-    width = UNET_CONFIGS[family]["context_dim"]
+    """CONDITIONING with the family's context width (and SDXL's, SD3's and Flux's pooled vector)."""
     generator = torch.Generator().manual_seed(seed)
     extras: dict[str, Any] = {}
+    if family in FLOW_CONTEXT:
+        width, pooled = FLOW_CONTEXT[family]
+        extras["pooled_output"] = torch.randn(batch, pooled, generator=generator)
+        if family == "flux":
+            extras["guidance"] = 3.5  # what FluxGuidance puts on the positive
+        return [[torch.randn(batch, tokens, width, generator=generator), extras]]
+    width = UNET_CONFIGS[family]["context_dim"]
     if family == "sdxl":
         extras["pooled_output"] = torch.randn(batch, 1280, generator=generator)
     return [[torch.randn(batch, tokens, width, generator=generator), extras]]
 
 
 def build_random_sd(family: str, dtype: torch.dtype = torch.float32) -> RandomSD:
+    if family in FLOW_FAMILIES:
+        return RandomSD(family, build_flow_model(family, dtype), build_vae(latent_channels=16),
+                        conditioning(family, tokens=16, seed=2), conditioning(family, tokens=16, seed=3))
     return RandomSD(family, build_model(family, dtype), build_vae(), conditioning(family, seed=2),
                     conditioning(family, seed=3))
