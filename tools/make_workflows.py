@@ -60,6 +60,14 @@ FAMILIES = {
               "of a stock SamplerCustom, with the schedule from BasicScheduler (any scheduler works; one DWGF "
               "iteration per noise level) and the particles from the demo model's empty latent (batch 4 = 4 "
               "particles; set Particle Decode's particles_per_image to the same). Runs as is on the demo model.",
+    "sd3": "SD3.5 medium (a rectified-flow MMDiT) through ComfyUI's own loaders: choose your checkpoint (one "
+           "with its text encoders) in Load Checkpoint and your photo in Load Image (about 1024x1024, sides a "
+           "multiple of 8{lowres}). DWGF runs on the model's own flow-matching noise levels (shift 3); empty "
+           "prompt, cfg 1, the 'recommended' preset, 4 particles, 'least memory'.",
+    "flux": "Flux dev (rectified flow, guidance-distilled) through ComfyUI's own loaders: the transformer in "
+            "Load Diffusion Model, T5-XXL and CLIP-L in DualCLIPLoader, ae.safetensors in Load VAE, your photo "
+            "in Load Image (about 1024x1024{lowres}). Guidance is FluxGuidance's input (3.5), so cfg stays 1: "
+            "one transformer pass per iteration. The 'recommended' preset, 4 particles, 'least memory'.",
     "sdxl": "SDXL through ComfyUI's own loaders: choose your checkpoint in Load Checkpoint and your photo in "
             "Load Image (about 1024x1024, sides a multiple of 8{lowres}). The sampler's memory is set to 'least "
             "memory' (the lowest peak for 1024²); the 'recommended' preset, 4 particles.",
