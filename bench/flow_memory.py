@@ -1,0 +1,187 @@
+"""Memory of one DWGF iteration on SD3 and Flux at 1024², per memory mode, estimated on the CPU (issue 18).
+
+No GPU and no checkpoint here, so the figure is put together from parts that can be measured:
+
+* **weights**: the parameter count of the full-depth transformer (SD3.5 medium's 24 joint blocks;
+  Flux dev's 19 double- and 38 single-stream blocks), built by ComfyUI's own classes on the ``meta``
+  device (no memory), at bf16; and the 16-channel VAE's;
+* **the transformer's forward** (DWGF never back-propagates through it): its peak working memory
+  measured with the CPU allocator's events (``bench/speed.py``'s ``MemoryProbe``) on the
+  reduced-depth random model at 16², 24² and 32² latents, fitted as ``a + b·T + c·T²`` over tokens ``T``
+  and taken at 1024² (``T`` = 4096). A no-grad forward frees each block's activations before the
+  next block, so depth does not add to the peak; the ``c·T²`` part is the CPU's attention scores,
+  which a GPU's flash / memory-efficient attention never materialises, so both are reported;
+* **the decoder's working memory** per memory mode: the memory guard's own estimate
+  (``dwgf/memory.py``: the decoder probed on tiny latents, saved bytes fitted and scaled by the peak
+  ratio measured on SD 1.5), for 4 particles at 1024²;
+* **PSLD** (back-propagates through the transformer): the bytes autograd saves through the
+  reduced-depth model, per block, times the full block count.
+
+Run: ``.venv/bin/python bench/flow_memory.py`` (about 3 minutes); writes ``bench/results/flow_memory.json``
+and ``.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import comfyui_env  # noqa: E402
+import sd_architectures  # noqa: E402
+from speed import MemoryProbe, saved_for_backward, weight_storages  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+GIB = 2.0**30
+SIDES = (16, 24, 32)  # latent sides of the transformer probes (64 … 256 tokens)
+TARGET_LATENT = 128  # 1024² images
+PARTICLES = 4
+BLOCKS = {"sd3": ("joint_blocks",), "flux": ("double_blocks", "single_blocks")}
+
+
+def full_parameters(family: str) -> int:
+    """The full-depth transformer's parameter count, built on the meta device."""
+    config = sd_architectures.flow_model_config(family, full_depth=True)
+    config.set_inference_dtype(torch.bfloat16, None)
+    base = config.get_model({}, "", device=torch.device("meta"))
+    return sum(p.numel() for p in base.diffusion_model.parameters())
+
+
+def block_count(network: torch.nn.Module, family: str) -> int:
+    return sum(len(getattr(network, name)) for name in BLOCKS[family])
+
+
+def call_transformer(base, family: str, side: int, grad: bool) -> torch.Tensor:
+    context, extras = sd_architectures.conditioning(family, tokens=16)[0]
+    conds = {"y": extras["pooled_output"]}
+    if "guidance" in extras:
+        conds["guidance"] = torch.tensor([extras["guidance"]])
+    x = torch.randn(1, 16, side, side, requires_grad=grad)
+    with torch.set_grad_enabled(grad):
+        return base.apply_model(x, torch.tensor([0.5]), c_crossattn=context, **conds), x
+
+
+def forward_peaks(base, family: str) -> list[float]:
+    peaks = []
+    for side in SIDES:
+        probe = MemoryProbe(torch.device("cpu"))
+        with torch.inference_mode(False):
+            probe.start()
+            call_transformer(base, family, side, grad=False)
+            peaks.append(probe.stop()["peak"])
+    return peaks
+
+
+def saved_per_block(model, adapter, family: str, side: int) -> float:
+    """Saved-for-backward bytes per block, the way PSLD runs it (the adapter's autograd context)."""
+    base = model.model
+    network = base.diffusion_model
+    with torch.inference_mode(False), adapter.autograd_through_unet(model):
+        with saved_for_backward(weight_storages(network)) as saved:
+            call_transformer(base, family, side, grad=True)
+    return sum(saved.values()) / block_count(network, family)
+
+
+def fit_tokens(peaks: list[float]) -> tuple[float, float, float]:
+    tokens = [float((side // 2) ** 2) for side in SIDES]
+    design = torch.tensor([[1.0, t, t * t] for t in tokens], dtype=torch.float64)
+    a, b, c = torch.linalg.solve(design, torch.tensor(peaks, dtype=torch.float64)).tolist()
+    return a, b, c
+
+
+def measure(family: str, pack_memory, memory_guard, adapter, modes: dict) -> dict:
+    with torch.inference_mode():
+        random = sd_architectures.build_random_sd(family, torch.bfloat16)
+    base = random.model.model
+    tokens = (TARGET_LATENT // 2) ** 2
+    a, b, c = fit_tokens(forward_peaks(base, family))
+    autoencoder = adapter.prepare_vae(random.vae, random.model)
+    footprint = memory_guard.decoder_footprint(autoencoder)
+    decoder = {}
+    for name, (chunk, checkpointed) in modes.items():
+        run = pack_memory.RunFootprint(TARGET_LATENT, TARGET_LATENT, 8, PARTICLES, chunk or PARTICLES, checkpointed)
+        decoder[name] = run.working_bytes(footprint) / GIB
+    full = full_parameters(family)
+    vae_parameters = sum(p.numel() for p in random.vae.first_stage_model.parameters())
+    per_block = saved_per_block(random.model, adapter, family, 32)
+    per_block_at_target = per_block * tokens / 256  # saved activations grow linearly with tokens (+ text)
+    blocks_full = sum(sd_architectures.FULL_DEPTHS[family].get(k, 0) for k in ("num_blocks", "depth",
+                                                                               "depth_single_blocks"))
+    return {
+        "transformer_parameters_full_depth": full,
+        "transformer_weights_gib_bf16": 2 * full / GIB,
+        "vae_parameters": vae_parameters,
+        "vae_weights_gib_fp32": 4 * vae_parameters / GIB,
+        "transformer_forward_peak_fit_bytes": [a, b, c],
+        "transformer_forward_peak_gib_linear": (a + b * tokens) / GIB,
+        "transformer_forward_peak_gib_with_cpu_attention_scores": (a + b * tokens + c * tokens**2) / GIB,
+        "particles": PARTICLES,
+        "decoder_working_gib_by_mode": decoder,
+        "psld_saved_gib_per_block_one_particle": per_block_at_target / GIB,
+        "psld_saved_gib_full_depth_one_particle": per_block_at_target * blocks_full / GIB,
+        "full_depth_blocks": blocks_full,
+    }
+
+
+def report(results: dict) -> str:
+    lines = ["# DWGF on SD3 and Flux at 1024²: memory of one iteration (estimated on the CPU)", "",
+             "`bench/flow_memory.py`; how each part is measured is in its docstring. "
+             f"{PARTICLES} particles, bf16 transformer, fp32 VAE. GiB.", "",
+             "| | SD3.5 medium | Flux dev |", "|---|---|---|"]
+    sd3, flux = results["sd3"], results["flux"]
+
+    def row(label: str, key: str, fmt: str = "{:.1f}") -> None:
+        lines.append(f"| {label} | {fmt.format(sd3[key])} | {fmt.format(flux[key])} |")
+
+    lines.append(f"| transformer parameters (full depth) | {sd3['transformer_parameters_full_depth'] / 1e9:.2f} B | "
+                 f"{flux['transformer_parameters_full_depth'] / 1e9:.2f} B |")
+    row("transformer weights (bf16)", "transformer_weights_gib_bf16")
+    row("VAE weights (fp32)", "vae_weights_gib_fp32", "{:.2f}")
+    row("transformer forward, peak per particle (GPU attention: linear part)", "transformer_forward_peak_gib_linear",
+        "{:.2f}")
+    row("transformer forward, peak per particle with CPU attention scores",
+        "transformer_forward_peak_gib_with_cpu_attention_scores", "{:.2f}")
+    for mode in sd3["decoder_working_gib_by_mode"]:
+        lines.append(f"| decoder working memory, *{mode}* | {sd3['decoder_working_gib_by_mode'][mode]:.1f} | "
+                     f"{flux['decoder_working_gib_by_mode'][mode]:.1f} |")
+    for mode in sd3["decoder_working_gib_by_mode"]:
+        at_once = PARTICLES if mode.startswith("fastest") else 1  # the denoiser runs on the same chunks
+        total = [r["transformer_weights_gib_bf16"] + r["vae_weights_gib_fp32"]
+                 + max(at_once * r["transformer_forward_peak_gib_linear"], r["decoder_working_gib_by_mode"][mode])
+                 for r in (sd3, flux)]
+        lines.append(f"| **one DWGF iteration, *{mode}*** (weights + the larger of forward and decoder) | "
+                     f"**{total[0]:.1f}** | **{total[1]:.1f}** |")
+    row("PSLD: saved through the transformer, 1 particle", "psld_saved_gib_full_depth_one_particle")
+    lines += ["", "The transformer's forward (on as many particles at once as the decoder) and the decoder's backward "
+              "never hold memory at the same time "
+              "(the denoiser runs before any decoder graph exists), so an iteration needs the weights plus the "
+              "larger of the two. Not measured on a GPU (none was lent); the decoder figures carry the memory "
+              "guard's safety margin (peak 1.25× the saved bytes, measured 1.15× on SD 1.5)."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    comfyui_env.import_comfyui()
+    sub = comfyui_env.pack_submodule
+    pack_memory, memory_guard, adapter = sub("dwgf.memory"), sub("nodes.memory_guard"), sub("nodes.comfy_adapter")
+    modes = sub("nodes.sampler_inputs").MEMORY_MODES
+    torch.set_num_threads(2)
+    results = {}
+    for family in ("sd3", "flux"):
+        results[family] = measure(family, pack_memory, memory_guard, adapter, modes)
+        print(family, json.dumps(results[family], indent=1), flush=True)
+        comfyui_env.unload_models()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "flow_memory.json").write_text(json.dumps(results, indent=1) + "\n")
+    (RESULTS / "flow_memory.md").write_text(report(results))
+    print(report(results))
+
+
+if __name__ == "__main__":
+    main()
