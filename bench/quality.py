@@ -40,7 +40,9 @@ with PSLD-100 and DWGF's preset on the same crops (seed 0).
 
 Results are cached per (task, method, seed) in ``bench/results/quality.json`` (a rerun skips
 finished jobs); ``bench/results/quality.md`` holds the tables, ``workflows/images/quality_grid.png``
-the grid. Run: ``.venv/bin/python bench/quality.py [--study] [--psld-reference] [--workers 2] [--images 50]``.
+the grid. ``--prior "flow matching"`` runs the demo model's rectified-flow twin instead on the three
+headline tasks (``quality_flow.json`` / ``.md``, ``quality_grid_flow.png``; issue 18). Run:
+``.venv/bin/python bench/quality.py [--study] [--psld-reference] [--workers 2] [--images 50] [--prior …]``.
 """
 
 from __future__ import annotations
@@ -116,6 +118,23 @@ STOCK_STEPS = 20
 IMG2IMG_DENOISE = 0.5
 
 METHODS = ("A†y", "measurement-only", "KSampler / img2img", "PSLD", "DWGF")
+
+# The demo model's two priors (issue 18): the epsilon UNet, and its rectified-flow twin on the same
+# autoencoder and data, benchmarked on the three headline tasks into files of its own.
+PRIOR = "epsilon"
+PRIOR_SUFFIX = {"epsilon": "", "flow matching": "_flow"}
+
+
+def configure(prior: str) -> None:
+    """Point the result files (and, for the flow prior, the task list) at ``prior``'s benchmark."""
+    global PRIOR, CACHE, REPORT, SAMPLES, GRID
+    suffix = PRIOR_SUFFIX[prior]
+    PRIOR = prior
+    CACHE, REPORT = RESULTS / f"quality{suffix}.json", RESULTS / f"quality{suffix}.md"
+    SAMPLES, GRID = RESULTS / f"quality_samples{suffix}", REPO / "workflows" / "images" / f"quality_grid{suffix}.png"
+    if prior != "epsilon":
+        for task in [t for t in TASKS if t not in REFERENCE_TASKS]:
+            del TASKS[task]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,14 +225,15 @@ class Restored:
 class Workbench:
     """The demo model, the held-out photos and every method, through ComfyUI in this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, prior: str = "epsilon") -> None:
         self.nodes = comfyui_env.import_comfyui()
         self.flow = comfyui_env.pack_submodule("dwgf.flow")
         self.psld_core = comfyui_env.pack_submodule("dwgf.psld")
         self.imaging = comfyui_env.pack_submodule("dwgf.imaging")
         self.metrics = comfyui_env.pack_submodule("dwgf.metrics")
         self.adapter = comfyui_env.pack_submodule("nodes.comfy_adapter")
-        model, vae, positive, negative, _ = call_node("DWGF_DemoModel", prompt="unconditional", batch_size=1)
+        model, vae, positive, negative, _ = call_node("DWGF_DemoModel", prompt="unconditional", batch_size=1,
+                                                      prior=prior)
         self.model, self.vae, self.positive, self.negative = model, vae, positive, negative
         self.photos, _ = call_node("DWGF_DemoHeldOutImages", which="photos", start=0, count=10000)
 
@@ -374,10 +394,11 @@ class Job:
 _BENCH: Workbench | None = None
 
 
-def _start_worker(threads: int) -> None:
+def _start_worker(threads: int, prior: str = "epsilon") -> None:
     global _BENCH
+    configure(prior)
     torch.set_num_threads(threads)
-    _BENCH = Workbench()
+    _BENCH = Workbench(prior)
 
 
 def _run_job(job: Job, indices: list[int]) -> dict[str, Any]:
@@ -437,7 +458,7 @@ def run_jobs(todo: list[Job], indices: list[int], study_indices: list[int], work
     if not todo:
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(threads, PRIOR)) as pool:
         futures = {pool.submit(_run_job, job, study_indices if job.study
                                else indices[:REFERENCE_IMAGES] if job.reference else indices): job for job in todo}
         for future in as_completed(futures):
@@ -604,8 +625,9 @@ def write_report(cache: dict[str, Any], indices: list[int]) -> None:
         "# Quality benchmark (bench/quality.py)", "",
         f"{len(indices)} held-out photo crops ({indices[0]}…{indices[-1]}, see the script); seeds "
         f"{_seed_note(cache)}; "
-        f"32×32 images, demo model \"unconditional\", cfg 1; DWGF {DWGF_STEPS} iterations (N = 4, w 0.15, "
-        f"c_ae 0.1, lr 1), PSLD {PSLD_STEPS} DDIM steps (paper ω, γ), stock KSampler euler {STOCK_STEPS} steps "
+        f"32×32 images, demo model ({PRIOR} prior) \"unconditional\", cfg 1; DWGF {DWGF_STEPS} iterations "
+        f"(N = 4, w 0.15, c_ae 0.1, lr 1), PSLD {PSLD_STEPS} DDIM steps (paper ω, γ), stock KSampler euler "
+        f"{STOCK_STEPS} steps "
         f"(img2img denoise {IMG2IMG_DENOISE}). Machine: {platform.machine()}, torch {torch.__version__}, CPU.", "",
         "PSNR in dB on [0, 1] images; means over images and seeds. Residual RMS = ‖A(x̂) − y‖/√m on the "
         "[−1, 1] scale (compare with σ_y). Evaluations count batch rows: UNet / decoder / encoder per image.", "",
@@ -664,7 +686,10 @@ def main() -> None:
     parser.add_argument("--quick-seeds", action="store_true",
                         help="both seeds only on box inpainting and x8 SR, seed 0 elsewhere")
     parser.add_argument("--seeds", nargs="*", type=int, default=None, help="run only these seeds (of 0, 1)")
+    parser.add_argument("--prior", choices=list(PRIOR_SUFFIX), default="epsilon",
+                        help="the demo model's prior; 'flow matching' runs the three headline tasks into *_flow files")
     args = parser.parse_args()
+    configure(args.prior)
     if args.seeds is not None:
         SEEDS_FOR.update({task: tuple(args.seeds) for task in TASKS})
     if args.quick_seeds:
