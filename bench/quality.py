@@ -275,9 +275,12 @@ class Workbench:
         counter.add("decoder", latents.shape[0], False)  # the final decode (Particle Decode)
         return Restored(images, per_image, seconds, counter.counts)
 
-    def dwgf(self, problem: Problem, seed: int, steps: int) -> Restored:
+    def dwgf(self, problem: Problem, seed: int, steps: int, alphas_cumprod: torch.Tensor | None = None) -> Restored:
+        """DWGF as the node runs it; ``alphas_cumprod`` overrides the model's own table of noise levels
+        (``bench/flow_sweep.py`` runs the flow prior on SD's)."""
         config = self.flow.DWGFConfig(steps=steps, seed=seed, **DWGF_SETTINGS)
-        levels = self.flow.dwgf_levels(self.adapter.model_alphas_cumprod(self.model), config)
+        table = self.adapter.model_alphas_cumprod(self.model) if alphas_cumprod is None else alphas_cumprod
+        levels = self.flow.dwgf_levels(table, config)
 
         def solve(denoiser: Any, autoencoder: Any, shape: tuple, device: torch.device) -> torch.Tensor:
             return self.flow.run_dwgf(denoiser, autoencoder, config, shape, problem.degradation.operator,

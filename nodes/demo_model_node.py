@@ -34,7 +34,8 @@ class DemoModel:
         "schedule), VAE (AutoencoderKL, 4 latent channels, downscale 2) and CONDITIONING for a prompt "
         "and for 'unconditional' (the negative for CFG). The stock KSampler, VAEEncode and VAEDecode "
         "work on it unchanged. Note: its latents are image size / 2 (4x16x16), so use the empty_latent "
-        "output (EmptyLatentImage assumes /8)."
+        "output (EmptyLatentImage assumes /8). The optional prior 'flow matching' loads its rectified-flow "
+        "twin instead (same autoencoder and data; SD3-style flow-matching noise levels)."
     )
     CATEGORY = CATEGORY
     FUNCTION = "load"
