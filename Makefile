@@ -18,7 +18,7 @@ OLD_PY := $(OLD_VENV)/bin/python
 OLD_PIP := $(OLD_PY) -m pip --disable-pip-version-check -q
 OLD_STAMP := $(OLD_VENV)/.dwgf-installed
 
-.PHONY: venv venv-2024 demo test test-0375 test-2024 lint clean train-model test-current browser
+.PHONY: venv venv-2024 demo test test-0375 test-2024 lint clean train-model train-flow-model test-current browser
 
 venv: $(STAMP)
 venv-2024: $(OLD_STAMP)
@@ -75,6 +75,10 @@ browser:
 # checkpoints go to ~/.cache/dwgf-train, so an interrupted run resumes when started again.
 train-model: $(STAMP)
 	$(PY) tools/train_default_model.py
+
+# The flow-matching twin of the demo UNet (issue 18): needs the trained demo model in dwgf/default_model.
+train-flow-model: $(STAMP)
+	$(PY) tools/train_flow_model.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
