@@ -17,10 +17,11 @@ pytestmark = pytest.mark.server
 PARTICLES = 3
 
 
-def custom_prompt(advanced: bool, seed: int = 5) -> dict:
+def custom_prompt(advanced: bool, seed: int = 5, prior: str = "epsilon") -> dict:
     degradation = degradation_inputs(["2", 0], "inpaint box (centre)")
     prompt = {
-        "1": {"class_type": "DWGF_DemoModel", "inputs": {"prompt": "unconditional", "batch_size": PARTICLES}},
+        "1": {"class_type": "DWGF_DemoModel", "inputs": {"prompt": "unconditional", "batch_size": PARTICLES,
+                                                         "prior": prior}},
         "2": {"class_type": "DWGF_DemoHeldOutImages", "inputs": {"which": "photos", "start": 3, "count": 1}},
         "3": {"class_type": "DWGF_DegradationOperator", "inputs": degradation},
         "4": {"class_type": "DWGF_CustomSampler", "inputs": {
@@ -58,12 +59,16 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(metrics.psnr(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None], data_range=255.0))
 
 
-ADVANCED = [False] if is_comfyui_2024(comfyui_root()) else [False, True]  # the 2024 copy has no SamplerCustomAdvanced
+# The 2024 copy has no SamplerCustomAdvanced and no flow-matching models. On the flow prior the
+# scheduler's sigmas are flow times (the first is 1, pure noise): the sampler maps them itself.
+CASES = [(False, "epsilon")] if is_comfyui_2024(comfyui_root()) else [
+    (False, "epsilon"), (True, "epsilon"), (True, "flow matching")]
 
 
-@pytest.mark.parametrize("advanced", ADVANCED, ids=lambda a: "SamplerCustomAdvanced" if a else "SamplerCustom")
-def test_dwgf_runs_inside_comfyuis_custom_sampling_nodes(server, advanced: bool) -> None:
-    result = server.run(custom_prompt(advanced), silence=300)
+@pytest.mark.parametrize(("advanced", "prior"), CASES,
+                         ids=lambda v: {True: "SamplerCustomAdvanced", False: "SamplerCustom"}.get(v, v))
+def test_dwgf_runs_inside_comfyuis_custom_sampling_nodes(server, advanced: bool, prior: str) -> None:
+    result = server.run(custom_prompt(advanced, prior=prior), silence=300)
     clean, mean = image(server, result, "clean"), image(server, result, "mean")
     assert mean.shape == clean.shape == (32, 32, 3)
     hole = np.zeros((32, 32), dtype=bool)
