@@ -10,8 +10,9 @@ eps prior sweeps) — and the eps prior on SD's table, with the same 50-iteratio
 ``bench/quality.py``, on held-out crops 14–33 (none used to choose anything), seed 0, for box
 inpainting, ×8 super-resolution and Gaussian deblurring; paired per crop.
 
-Run: ``.venv/bin/python bench/flow_sweep.py [--images 20] [--workers 2]`` (about 20 CPU-minutes);
-writes ``bench/results/flow_sweep.json`` and ``.md``.
+The flow prior's own sweep is read from ``quality.py --prior "flow matching"``'s results when they
+are there (the same computation). Run: ``.venv/bin/python bench/flow_sweep.py [--images 20] [--workers 2]``
+(about 25 CPU-minutes); writes ``bench/results/flow_sweep.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,22 @@ def _run(name: str, task: str, indices: list[int]) -> dict:
     return {"psnr_mean": result["psnr_mean"], "seconds_per_image": result["seconds_per_image"]}
 
 
+def from_quality_benchmark(count: int) -> dict:
+    """The flow prior on its own sweep is exactly ``quality.py --prior "flow matching"``'s DWGF run (same
+    crops, problems, seed and levels): its first ``count`` crops are reused rather than recomputed."""
+    path = RESULTS / "quality_flow.json"
+    if not path.is_file():
+        return {}
+    runs = json.loads(path.read_text())["runs"]
+    reused = {}
+    for task in quality.REFERENCE_TASKS:
+        run = runs.get(f"{task}|DWGF {quality.DWGF_STEPS} it.|seed 0")
+        if run and run["indices"][:count] == quality.IMAGE_INDICES[:count]:
+            reused[f"flow prior, its own sweep|{task}"] = {"psnr_mean": run["psnr_mean"][:count],
+                                                           "seconds_per_image": run["seconds_per_image"]}
+    return reused
+
+
 def report(results: dict, count: int) -> str:
     lines = ["# DWGF on the flow-matching demo prior: its own sweep or SD's (bench/flow_sweep.py)", "",
              f"{count} held-out crops (14…{13 + count}), seed 0, DWGF {quality.DWGF_STEPS} iterations, N = 4, "
@@ -80,6 +97,7 @@ def main() -> None:
     indices = quality.IMAGE_INDICES[:args.images]
     path = RESULTS / "flow_sweep.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
+    results.update(from_quality_benchmark(args.images))
     todo = [(name, task) for name in RUNS for task in quality.REFERENCE_TASKS if f"{name}|{task}" not in results]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(args.workers, mp_context=context, initializer=_start, initargs=(args.threads,)) as pool:

@@ -127,18 +127,19 @@ def test_vae_of_another_latent_space_is_refused(comfy_nodes, demo, photos) -> No
         dwgf(comfy_nodes, demo, degradation, measurement, vae=wrong)
 
 
-def test_flow_matching_model_is_refused(comfy_nodes, demo, photos) -> None:
+def test_continuous_time_edm_model_is_refused(comfy_nodes, demo, photos) -> None:
+    """EDM / continuous-time models are outside the method (flow-matching SD3/Flux are supported:
+    ``test_flow_architectures.py``, ``test_flow_prior.py``)."""
     import comfy.model_base
     import comfy.model_patcher
 
-    kinds = comfy.model_base.ModelType
-    unsupported = getattr(kinds, "FLOW", None) or kinds.V_PREDICTION_EDM
+    unsupported = comfy.model_base.ModelType.V_PREDICTION_EDM
     config = demo["model"].model.model_config
     with torch.inference_mode():
         base = comfy.model_base.BaseModel(config, model_type=unsupported, device=torch.device("cpu"))
         model = comfy.model_patcher.ModelPatcher(base, torch.device("cpu"), torch.device("cpu"))
     degradation, measurement, _ = degrade(comfy_nodes, photos, "inpaint box (centre)")
-    with pytest.raises(ValueError, match="need a discrete-time eps- or v-prediction"):
+    with pytest.raises(ValueError, match="need a discrete-time eps- or v-prediction.*or a rectified-flow model"):
         dwgf(comfy_nodes, demo, degradation, measurement, model=model)
 
 
