@@ -277,44 +277,61 @@ def train_unet(unet_class, operations, settings: Settings, digit_moments, digit_
                   optimiser, generator, log,
                   later_seconds_per_step=lambda: settings.decoder_steps * settings.decoder_seconds_per_step_estimate)
     alphas_cumprod = sd_alphas_cumprod()
-    photo_class = PROMPTS.index(PHOTO_PROMPT)
-    uncond = len(PROMPTS)
-    digit_count = int(settings.unet_batch * settings.digit_fraction)
-    digit_mean, digit_logvar = digit_moments
-    photo_mean, photo_logvar = photo_moments
 
     def step(index: int) -> str:
         for group in optimiser.param_groups:
             group["lr"] = cosine_lr(index, settings.unet_steps, settings.unet_lr)
-        d = torch.randint(len(digit_mean), (digit_count,), generator=generator)
-        p = torch.randint(len(photo_mean), (settings.unet_batch - digit_count,), generator=generator)
-        mean = torch.cat([digit_mean[d], photo_mean[p]])
-        logvar = torch.cat([digit_logvar[d], photo_logvar[p]])
-        z0 = SD15_SCALE_FACTOR * (mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=generator))
-        flip = torch.rand(len(z0), generator=generator) < 0.5  # photos and their mirror images
-        flip[:digit_count] = False
-        z0 = torch.where(flip.view(-1, 1, 1, 1), z0.flip(-1), z0)
-        labels = torch.cat([digit_labels[d], torch.full((len(p),), photo_class)])
-        labels = torch.where(torch.rand(len(labels), generator=generator) < settings.uncond_probability,
-                             torch.full_like(labels, uncond), labels)
+        z0, labels = latent_batch(generator, settings.unet_batch, settings.digit_fraction, digit_moments, digit_labels,
+                                  photo_moments, settings.uncond_probability, mirror_photos=True)
         t = torch.randint(1000, (len(z0),), generator=generator)
         a = alphas_cumprod[t].view(-1, 1, 1, 1)
         noise = torch.randn(z0.shape, generator=generator)
         zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
         prediction = unet(zt, t.float(), context=contexts[labels])
         loss = (prediction - noise).pow(2).mean()
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        decay = min(settings.ema_decay, (1 + index) / (10 + index))
-        with torch.no_grad():
-            for e, q in zip(ema.parameters(), unet.parameters(), strict=True):
-                e.lerp_(q, 1 - decay)
-            ema_contexts.lerp_(contexts.detach(), 1 - decay)
+        optimise_with_ema(loss, optimiser, unet, ema, contexts, ema_contexts, index, settings.ema_decay)
         return f"loss {loss.item():.4f}"
 
     seconds = phase.run(step)
     return ema, ema_contexts, seconds
+
+
+def latent_batch(generator: torch.Generator, batch: int, digit_fraction: float, digit_moments, digit_labels,
+                 photo_moments, uncond_probability: float, mirror_photos: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One UNet batch: ``digit_fraction`` digits, the rest photo latents, each drawn from its posterior and
+    scaled to model space; labels (a prompt index, or the unconditional one with ``uncond_probability``).
+    ``mirror_photos`` flips half the photo latents left-right (the epsilon UNet's augmentation)."""
+    digit_count = int(batch * digit_fraction)
+    digit_mean, digit_logvar = digit_moments
+    photo_mean, photo_logvar = photo_moments
+    d = torch.randint(len(digit_mean), (digit_count,), generator=generator)
+    p = torch.randint(len(photo_mean), (batch - digit_count,), generator=generator)
+    mean = torch.cat([digit_mean[d], photo_mean[p]])
+    logvar = torch.cat([digit_logvar[d], photo_logvar[p]])
+    z0 = SD15_SCALE_FACTOR * (mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=generator))
+    if mirror_photos:
+        flip = torch.rand(len(z0), generator=generator) < 0.5  # photos and their mirror images
+        flip[:digit_count] = False
+        z0 = torch.where(flip.view(-1, 1, 1, 1), z0.flip(-1), z0)
+    labels = torch.cat([digit_labels[d], torch.full((len(p),), PROMPTS.index(PHOTO_PROMPT))])
+    labels = torch.where(torch.rand(len(labels), generator=generator) < uncond_probability,
+                         torch.full_like(labels, len(PROMPTS)), labels)
+    return z0, labels
+
+
+def optimise_with_ema(loss: torch.Tensor, optimiser: torch.optim.Optimizer, network: torch.nn.Module,
+                      ema: torch.nn.Module, contexts: torch.Tensor, ema_contexts: torch.Tensor, index: int,
+                      ema_decay: float) -> None:
+    """One Adam step on the network and the contexts, then their exponential moving averages (the decay
+    ramps up over the first steps)."""
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    decay = min(ema_decay, (1 + index) / (10 + index))
+    with torch.no_grad():
+        for e, q in zip(ema.parameters(), network.parameters(), strict=True):
+            e.lerp_(q, 1 - decay)
+        ema_contexts.lerp_(contexts.detach(), 1 - decay)
 
 
 def refine_decoder(ae: torch.nn.Module, settings: Settings, digits: torch.Tensor, pyramids: list, work: Path,

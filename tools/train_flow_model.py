@@ -82,36 +82,20 @@ def train_flow(unet: torch.nn.Module, contexts: torch.Tensor, settings: FlowSett
     phase = Phase("flow_unet", work, settings.steps,
                   {"unet": unet, "ema": ema, "contexts": contexts, "ema_contexts": ema_contexts},
                   optimiser, generator, log)
-    photo_class = eps_training.PROMPTS.index(eps_training.PHOTO_PROMPT)
-    uncond = len(eps_training.PROMPTS)
-    digit_count = int(settings.batch * settings.digit_fraction)
-    scale = eps_training.SD15_SCALE_FACTOR
 
     def step(index: int) -> str:
         for group in optimiser.param_groups:
             group["lr"] = eps_training.cosine_lr(index, settings.steps, settings.lr, warmup=50)
-        d = torch.randint(len(digit_moments[0]), (digit_count,), generator=generator)
-        p = torch.randint(len(photo_moments[0]), (settings.batch - digit_count,), generator=generator)
-        mean = torch.cat([digit_moments[0][d], photo_moments[0][p]])
-        logvar = torch.cat([digit_moments[1][d], photo_moments[1][p]])
-        z0 = scale * (mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=generator))
-        labels = torch.cat([digit_labels[d], torch.full((len(p),), photo_class)])
-        labels = torch.where(torch.rand(len(labels), generator=generator) < settings.uncond_probability,
-                             torch.full_like(labels, uncond), labels)
+        z0, labels = eps_training.latent_batch(generator, settings.batch, settings.digit_fraction, digit_moments,
+                                               digit_labels, photo_moments, settings.uncond_probability,
+                                               mirror_photos=False)
         t = torch.rand(len(z0), generator=generator).clamp(1e-3, 1.0)
         noise = torch.randn(z0.shape, generator=generator)
         tt = t.view(-1, 1, 1, 1)
         zt = (1 - tt) * z0 + tt * noise
         velocity = unet(zt, 1000.0 * t, context=contexts[labels])
         loss = (velocity - (noise - z0)).pow(2).mean()
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        decay = min(settings.ema_decay, (1 + index) / (10 + index))
-        with torch.no_grad():
-            for e, q in zip(ema.parameters(), unet.parameters(), strict=True):
-                e.lerp_(q, 1 - decay)
-            ema_contexts.lerp_(contexts.detach(), 1 - decay)
+        eps_training.optimise_with_ema(loss, optimiser, unet, ema, contexts, ema_contexts, index, settings.ema_decay)
         return f"loss {loss.item():.4f}"
 
     seconds = phase.run(step)
