@@ -265,13 +265,8 @@ def train_unet(unet_class, operations, settings: Settings, digit_moments, digit_
         unet.out[-1].bias.zero_()
     make_attention_backward_safe(unet)
     unet.train()
-    contexts = torch.nn.Parameter(torch.randn(len(PROMPTS) + 1, CONTEXT_TOKENS, UNET_CONFIG["context_dim"],
-                                              generator=generator))
-    ema = copy.deepcopy(unet).eval()
-    ema_contexts = contexts.detach().clone()
-    for p in ema.parameters():
-        p.requires_grad_(False)
-    optimiser = torch.optim.Adam([*unet.parameters(), contexts], lr=settings.unet_lr)
+    initial_contexts = torch.randn(len(PROMPTS) + 1, CONTEXT_TOKENS, UNET_CONFIG["context_dim"], generator=generator)
+    contexts, ema, ema_contexts, optimiser = trainable_with_ema(unet, initial_contexts, settings.unet_lr)
     phase = Phase("unet", work, settings.unet_steps,
                   {"unet": unet, "ema": ema, "contexts": contexts, "ema_contexts": ema_contexts},
                   optimiser, generator, log,
@@ -294,6 +289,17 @@ def train_unet(unet_class, operations, settings: Settings, digit_moments, digit_
 
     seconds = phase.run(step)
     return ema, ema_contexts, seconds
+
+
+def trainable_with_ema(network: torch.nn.Module, initial_contexts: torch.Tensor,
+                       lr: float) -> tuple[torch.nn.Parameter, torch.nn.Module, torch.Tensor, torch.optim.Optimizer]:
+    """The prompt contexts as a parameter, frozen EMA copies of the network and the contexts, and one
+    Adam optimiser over the network and the contexts."""
+    contexts = torch.nn.Parameter(initial_contexts.clone())
+    ema = copy.deepcopy(network).eval()
+    for parameter in ema.parameters():
+        parameter.requires_grad_(False)
+    return contexts, ema, contexts.detach().clone(), torch.optim.Adam([*network.parameters(), contexts], lr=lr)
 
 
 def latent_batch(generator: torch.Generator, batch: int, digit_fraction: float, digit_moments, digit_labels,

@@ -21,7 +21,6 @@ and a ``"flow"`` section in its ``model.json``. Resumable like the other script;
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import sys
@@ -73,12 +72,7 @@ def train_flow(unet: torch.nn.Module, contexts: torch.Tensor, settings: FlowSett
     generator = torch.Generator().manual_seed(settings.seed + 11)
     eps_training.make_attention_backward_safe(unet)
     unet.train()
-    contexts = torch.nn.Parameter(contexts.clone())
-    ema = copy.deepcopy(unet).eval()
-    ema_contexts = contexts.detach().clone()
-    for p in ema.parameters():
-        p.requires_grad_(False)
-    optimiser = torch.optim.Adam([*unet.parameters(), contexts], lr=settings.lr)
+    contexts, ema, ema_contexts, optimiser = eps_training.trainable_with_ema(unet, contexts, settings.lr)
     phase = Phase("flow_unet", work, settings.steps,
                   {"unet": unet, "ema": ema, "contexts": contexts, "ema_contexts": ema_contexts},
                   optimiser, generator, log)
