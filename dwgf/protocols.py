@@ -24,7 +24,9 @@ class Denoiser(Protocol):
     ``denoise(x, sigma)`` takes noisy latents ``x = z + sigma * eps`` (model space, i.e. already
     multiplied by the VAE scale factor) with ``sigma`` a 1-D tensor of one value per batch item,
     and returns the denoised estimate ``ẑ0``. Conditioning and guidance are the implementer's.
-    ``alphas_cumprod`` is the model's discrete schedule ``ᾱ_t``, ``t = 0 … T−1``. Optional:
+    ``alphas_cumprod`` is the model's discrete schedule ``ᾱ_t``, ``t = 0 … T−1`` (for a rectified-flow
+    model, the variance-preserving equivalent of its times, and ``denoise`` converts each call:
+    :mod:`dwgf.parametrisation`). Optional:
     ``denoise_differentiable(x, sigma)``, the same call keeping the autograd graph from ``x`` to ``ẑ0``
     (PSLD's gradient runs through it; a ``denoise`` that keeps the graph serves as well).
     """
