@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from comfyui_env import comfyui_root, is_comfyui_2024
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,7 +84,9 @@ def test_bad_input_is_a_node_error_and_the_server_lives_on(server, input_picture
     assert fetch_images(server, server.run(load_workflow("degrade_sr_x4"), timeout=120))
 
 
-DEMO_WORKFLOWS = ("demo_box_inpainting", "demo_mask_inpainting", "demo_super_resolution_x4", "demo_deblurring")
+DEMO_WORKFLOWS = ("demo_box_inpainting", "demo_mask_inpainting", "demo_super_resolution_x4", "demo_deblurring",
+                  pytest.param("demoflow_box_inpainting", marks=pytest.mark.skipif(
+                      is_comfyui_2024(comfyui_root()), reason="the 2024 ComfyUI has no flow-matching models")))
 DEMO_OUTPUTS = ["1_clean", "2_measurement", "3_pseudo_inverse", "4_dwgf_mean", *["5_dwgf_particles"] * 4, "6_spread"]
 TEST_STEPS = 10
 
@@ -123,7 +126,7 @@ def test_demo_workflow_runs_through_the_api(server, masked_example, name: str) -
     clean, measurement, mean = images["1_clean"], images["2_measurement"], images["4_dwgf_mean"]
     assert clean.shape == mean.shape == images["6_spread"].shape == (32, 32, 3)
     known = np.ones((32, 32), dtype=bool)
-    if name == "demo_box_inpainting":
+    if name in ("demo_box_inpainting", "demoflow_box_inpainting"):
         known[8:24, 8:24] = False  # centre box, half the side
     elif name == "demo_mask_inpainting":
         known = masked_example[..., 3] >= 128  # LoadImage's MASK is 1 where the PNG is transparent

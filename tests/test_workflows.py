@@ -46,7 +46,8 @@ def object_info(server) -> dict:
 
 def test_every_task_ships_for_every_model_with_ui_api_and_thumbnail() -> None:
     expected = [f"{family}_{task}" for family in ("demo", "sd15", "sdxl", "sd3", "flux") for task in TASKS]
-    assert NAMES == sorted([*expected, "custom_box_inpainting"])  # plus DWGF inside SamplerCustom
+    # plus DWGF inside SamplerCustom, and box inpainting on the demo model's flow-matching prior
+    assert NAMES == sorted([*expected, "custom_box_inpainting", "demoflow_box_inpainting"])
     assert sorted(path.stem for path in WORKFLOWS.glob("*.json")) == NAMES  # the templates ComfyUI lists
     for name in NAMES:
         thumbnail = Image.open(WORKFLOWS / f"{name}.jpg")

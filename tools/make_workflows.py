@@ -52,6 +52,10 @@ FAMILIES = {
     "demo": "Runs as is on the embedded demo model (32x32 images, a demonstration prior), the DWGF Sampler's "
             "'recommended' preset, 4 particles: a few seconds per image on 2 CPU cores. Saves clean, measurement, "
             "A†y, DWGF mean, particles and spread.",
+    "demoflow": "Runs as is on the embedded demo model's flow-matching prior (its rectified-flow twin: the "
+                "noise levels of an SD3/Flux-style model, ComfyUI 0.3.x or later), the 'recommended' preset, 4 "
+                "particles: the same graph as demo_box_inpainting with the Demo Model's prior set to "
+                "'flow matching'. Saves clean, measurement, A†y, DWGF mean, particles and spread.",
     "sd15": "SD 1.5 through ComfyUI's own loaders: choose your checkpoint in Load Checkpoint and your photo in "
             "Load Image (about 512x512, sides a multiple of 8{lowres}). The empty prompt on positive and negative "
             "with cfg 1 is the method's reference; the 'recommended' preset (set preset to 'reference' for the "
@@ -76,7 +80,8 @@ FAMILIES = {
 
 def note_text(name: str) -> str:
     family, task = name.split("_", 1)
-    text = TASKS[task].format(box="the centre half" if family in ("demo", "custom") else "the paper's reference box")
+    text = TASKS[task].format(box="the centre half" if family in ("demo", "demoflow", "custom")
+                              else "the paper's reference box")
     lowres = ""
     if task == "super_resolution_x4":
         lowres = ": load the LOW-resolution photo, 128x128 for a 512 result" if family == "sd15" else \
