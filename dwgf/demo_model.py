@@ -47,10 +47,15 @@ def has_flow_prior() -> bool:
     return "flow" in load_config()
 
 
+def _flow_section() -> dict[str, Any]:
+    """``model.json``'s "flow" section, or a clear error when the twin was never trained."""
+    require(has_flow_prior(), "the demo model has no flow-matching prior: run `make train-flow-model`")
+    return load_config()["flow"]
+
+
 def flow_sampling() -> dict[str, float]:
     """The flow prior's ComfyUI sampling settings (``shift``, ``multiplier``)."""
-    require(has_flow_prior(), "the demo model has no flow-matching prior: run `make train-flow-model`")
-    sampling = load_config()["flow"]["sampling"]
+    sampling = _flow_section()["sampling"]
     return {"shift": float(sampling["shift"]), "multiplier": float(sampling["multiplier"])}
 
 
@@ -60,11 +65,8 @@ def load_tensors(role: str, prior: str = "epsilon") -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     require(prior in PRIORS, f"prior must be one of {PRIORS}, got {prior!r}")
-    config = load_config()
-    files = config["files"]
-    if prior == "flow matching" and role in ("unet", "contexts"):
-        require(has_flow_prior(), "the demo model has no flow-matching prior: run `make train-flow-model`")
-        files = config["flow"]["files"]
+    files = _flow_section()["files"] if prior == "flow matching" and role in ("unet", "contexts") \
+        else load_config()["files"]
     return load_file(str(MODEL_DIR / files[role]))
 
 

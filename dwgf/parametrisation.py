@@ -74,6 +74,12 @@ def flow_alphas_cumprod(times: torch.Tensor) -> torch.Tensor:
     require(times.ndim == 1 and times.numel() >= 2, "the flow model's time table must hold at least 2 times")
     require(bool((times[1:] > times[:-1]).all()), "the flow model's times must increase strictly: check the "
             "model's sampling settings")
+    return alpha_bars_of_flow_times(times)
+
+
+def alpha_bars_of_flow_times(times: torch.Tensor) -> torch.Tensor:
+    """Flow times in any order (a table, or a scheduler's sigmas) as VP-equivalent ``ᾱ``, float64, pure
+    noise handled by :func:`finite_flow_times`."""
     t = finite_flow_times(times)
     return variance_preserving_alpha_bar(1.0 - t, t)
 

@@ -219,8 +219,7 @@ def alpha_bars_from_model_sigmas(model: Any, sigmas: torch.Tensor) -> list[float
     if values.numel() == 0:
         return []
     if is_flow_model(model):
-        t = parametrisation.finite_flow_times(values)
-        return parametrisation.variance_preserving_alpha_bar(1.0 - t, t).tolist()
+        return parametrisation.alpha_bars_of_flow_times(values).tolist()
     return (1.0 / (1.0 + values**2)).tolist()
 
 
