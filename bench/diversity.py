@@ -1,8 +1,8 @@
 """Diversity, calibration and sharpness (issue 16): DWGF with and without the particle repulsion, and PSLD.
 
-On the demo model's held-out crops, box inpainting and ×8 super-resolution, each method draws four
-samples per crop through the real ComfyUI (as ``bench/quality.py`` runs its samplers) and is scored by
-``dwgf.metrics``: PSNR of the particle mean and of the particles, the per-pixel spread across
+On the demo model's held-out crops, box inpainting and ×8 super-resolution, every method of
+``bench/quality.py`` draws four samples per crop through the real ComfyUI (as that benchmark runs
+them) and is scored by ``dwgf.metrics``: PSNR of the particle mean and of the particles, the per-pixel spread across
 particles (inside the hole for inpainting), the mean pairwise distance, the correlation between the
 spread and the particle mean's error, how often the true pixel lies within the particles' range, and
 the spectral sharpness of the mean and of the particles relative to the clean image.
@@ -10,10 +10,12 @@ the spectral sharpness of the mean and of the particles relative to the clean im
 The repulsion weight is chosen on the settings crops 0–6 (``CHOICE_IMAGES``, never the benchmark
 crops): the largest of ``CANDIDATE_WEIGHTS`` whose particle-mean PSNR is within 0.3 dB of the run
 without it. Then every method runs on ``IMAGES``. PSLD draws its four samples per crop as four
-independent runs of the sampler on the same measurement.
+independent runs of the sampler on the same measurement; the stock KSampler (SetLatentNoiseMask for
+inpainting, img2img otherwise) and measurement-only ``D(E(A†y))`` as four seeds; ``A†y`` is
+deterministic (spread 0, its calibration undefined: only its sharpness is reported).
 
 Results: ``bench/results/diversity.json`` (cache; a rerun skips finished jobs), ``diversity.md`` and
-``workflows/images/diversity_box_inpainting.png`` (clean, measurement, four particles, spread, error).
+``workflows/images/diversity_<task>.png`` (clean, measurement, four particles, spread, error).
 Run: ``.venv/bin/python bench/diversity.py [--workers 2]``.
 """
 
@@ -23,6 +25,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import re
 import statistics
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -40,9 +43,11 @@ import quality  # noqa: E402
 RESULTS = quality.RESULTS
 CACHE = RESULTS / "diversity.json"
 REPORT = RESULTS / "diversity.md"
-PICTURE = quality.REPO / "workflows" / "images" / "diversity_box_inpainting.png"
+PICTURES = quality.REPO / "workflows" / "images"
 
-TASKS = ("box inpainting",)  # ×8 SR too was over this 2-core CPU's budget (see the README)
+TASKS = ("box inpainting", "SR ×8 avg-pool")
+# quality.py's methods that are not DWGF or PSLD: four seeds each (A†y gives one image four times)
+SEEDED_METHODS = ("KSampler / img2img", "measurement-only", "A†y")
 IMAGES = quality.IMAGE_INDICES[:20]
 CHOICE_IMAGES = list(range(7))
 CANDIDATE_WEIGHTS = (0.002, 0.008, 0.03, 0.12)  # 0.25 already cost 3 dB (README)
@@ -55,14 +60,24 @@ PSLD_IMAGES = 10  # PSLD's four runs per crop cost ~4× DWGF's: the first 10 cro
 if os.environ.get("DWGF_DIVERSITY_SMOKE"):  # a few steps on a few crops, results under /tmp: the script runs
     RESULTS = Path("/tmp/diversity-smoke")
     RESULTS.mkdir(exist_ok=True)
-    CACHE, REPORT, PICTURE = RESULTS / "diversity.json", RESULTS / "diversity.md", RESULTS / "diversity.png"
+    CACHE, REPORT, PICTURES = RESULTS / "diversity.json", RESULTS / "diversity.md", RESULTS
     IMAGES, CHOICE_IMAGES, STEPS, PSLD_STEPS = IMAGES[:4], CHOICE_IMAGES[:2], 3, 3
 
 
+def picture_path(task: str) -> Path:
+    return PICTURES / f"diversity_{re.sub('_+', '_', quality._safe_name(task).lower())}.png"
+
+
 def run_sampler(method: str, task: str, images: list[int], weight: float) -> tuple[Any, torch.Tensor]:
-    """``(problem, particles (n, SAMPLES, 3, H, W) in [0, 1])`` for DWGF with ``weight`` or PSLD."""
+    """``(problem, particles (n, SAMPLES, 3, H, W) in [0, 1])`` for DWGF with ``weight``, PSLD, or one
+    of ``SEEDED_METHODS`` run with seeds 0 … SAMPLES − 1."""
     bench = quality._BENCH
     problem = bench.problem(task, images)
+    if method in SEEDED_METHODS:
+        runner = {"KSampler / img2img": bench.stock, "measurement-only": bench.measurement_only,
+                  "A†y": bench.pseudo_inverse}[method]
+        samples = [runner(problem, seed).images[..., :3] for seed in range(SAMPLES)]
+        return problem, torch.stack(samples, 1).permute(0, 1, 4, 2, 3).float().clamp(0, 1)
     if method == "DWGF":
         config = bench.flow.DWGFConfig(steps=STEPS, seed=0, repulsion=weight, repulsion_schedule=SCHEDULE,
                                        **quality.DWGF_SETTINGS)
@@ -93,14 +108,18 @@ def score(problem: Any, particles: torch.Tensor) -> dict[str, Any]:
     operator = problem.degradation.operator
     region = 1.0 - operator.known_mask()[0, 0] if hasattr(operator, "known_mask") else None
     k = particles.shape[1]
+    spread = metrics.particle_spread(particles, region)
+    # identical samples (A†y): a spread map of zeros says nothing, so its calibration is undefined
+    calibrated = bool((metrics.particle_spread(particles) > 0).all())
     return {
         "psnr_mean": metrics.psnr(mean, clean).tolist(),
         "psnr_particles": metrics.psnr(particles.flatten(0, 1), clean.repeat_interleave(k, 0)).view(-1, k)
         .mean(1).tolist(),
-        "spread": metrics.particle_spread(particles, region).tolist(),
+        "spread": spread.tolist(),
         "pairwise_distance": metrics.mean_pairwise_distance(particles).tolist(),
-        "spread_error_correlation": metrics.spread_error_correlation(particles, clean).tolist(),
-        "range_coverage": metrics.range_coverage(particles, clean).tolist(),
+        "spread_error_correlation": metrics.spread_error_correlation(particles, clean).tolist() if calibrated
+        else None,
+        "range_coverage": metrics.range_coverage(particles, clean).tolist() if calibrated else None,
         "sharpness_mean": metrics.sharpness(mean, clean).tolist(),
         "sharpness_particles": metrics.sharpness(particles.flatten(0, 1), clean.repeat_interleave(k, 0))
         .view(-1, k).mean(1).tolist(),
@@ -110,7 +129,7 @@ def score(problem: Any, particles: torch.Tensor) -> dict[str, Any]:
 def run_job(method: str, task: str, images: list[int], weight: float, keep_picture: bool) -> dict[str, Any]:
     problem, particles = run_sampler(method, task, images, weight)
     result = {"method": method, "task": task, "weight": weight, "indices": images, **score(problem, particles)}
-    if keep_picture:
+    if keep_picture and IMAGES[PICTURE_POSITION] in images:
         position = images.index(IMAGES[PICTURE_POSITION])
         result["picture"] = {"clean": problem.clean[position, ..., :3].tolist(),
                              "measurement": problem.pseudo_inverse[position, ..., :3].tolist(),
@@ -119,7 +138,8 @@ def run_job(method: str, task: str, images: list[int], weight: float, keep_pictu
 
 
 def job_key(method: str, task: str, images: list[int], weight: float) -> str:
-    name = f"PSLD-{PSLD_STEPS}" if method == "PSLD" else f"DWGF-{STEPS} repulsion {weight:g}"
+    name = (f"PSLD-{PSLD_STEPS}" if method == "PSLD" else f"DWGF-{STEPS} repulsion {weight:g}" if method == "DWGF"
+            else method)
     crops = "choice" if images == CHOICE_IMAGES else "bench"  # PSLD's bench runs use the first PSLD_IMAGES
     return f"{crops}|{task}|{name}"
 
@@ -130,8 +150,7 @@ def run_all(jobs: list[tuple[str, str, list[int], float]], workers: int, cache: 
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=quality._start_worker, initargs=(1,)) as pool:
-        futures = {pool.submit(run_job, *job, job[1] == TASKS[0] and IMAGES[PICTURE_POSITION] in job[2]
-                               and job[2] != CHOICE_IMAGES): job for job in todo}
+        futures = {pool.submit(run_job, *job, job[2] != CHOICE_IMAGES): job for job in todo}
         for future in as_completed(futures):
             key = job_key(*futures[future])
             cache[key] = future.result()
@@ -140,12 +159,14 @@ def run_all(jobs: list[tuple[str, str, list[int], float]], workers: int, cache: 
                   f"{statistics.fmean(cache[key]['spread']):.4f}", flush=True)
 
 
-def chosen_weight(cache: dict[str, Any]) -> float:
-    """The largest candidate within 0.3 dB of no repulsion on the choice crops, both tasks (0 if none)."""
+def chosen_weight(cache: dict[str, Any], tasks: tuple[str, ...] = TASKS) -> float:
+    """The largest candidate within 0.3 dB of no repulsion on the choice crops, on every one of
+    ``tasks`` (0 if none): over all tasks, the one weight a default could have; per task, how far
+    that task alone would go."""
     def psnr(task: str, weight: float) -> float:
         return statistics.fmean(cache[job_key("DWGF", task, CHOICE_IMAGES, weight)]["psnr_mean"])
 
-    ok = [w for w in CANDIDATE_WEIGHTS if all(psnr(t, w) >= psnr(t, 0.0) - 0.3 for t in TASKS)]
+    ok = [w for w in CANDIDATE_WEIGHTS if all(psnr(t, w) >= psnr(t, 0.0) - 0.3 for t in tasks)]
     return max(ok, default=0.0)
 
 
@@ -155,15 +176,23 @@ METRICS = (("psnr_mean", "PSNR mean", 2), ("psnr_particles", "PSNR particles", 2
            ("sharpness_particles", "sharpness particles", 3))
 
 
+METHOD_ORDER = ("DWGF", "PSLD", *SEEDED_METHODS)
+
+
 def table(cache: dict[str, Any], crops: str, subset: list[int] | None = None) -> list[str]:
-    """One row per run of ``crops`` ("choice" or "bench"), means over its crops or over ``subset``."""
+    """One row per run of ``crops`` ("choice" or "bench"), means over its crops or over ``subset``;
+    rows by task, then DWGF (by weight), PSLD and the seeded methods."""
     lines = ["| task | method | crops | " + " | ".join(label for _, label, _ in METRICS) + " |",
              "|---|---|---|" + "---|" * len(METRICS)]
-    for key, run in cache.items():
-        if not key.startswith(crops + "|"):
-            continue
+    runs = sorted(((key, run) for key, run in cache.items() if key.startswith(crops + "|") and run["task"] in TASKS),
+                  key=lambda item: (TASKS.index(item[1]["task"]), METHOD_ORDER.index(item[1]["method"]),
+                                    item[1]["weight"]))
+    for key, run in runs:
         keep = [i for i, index in enumerate(run["indices"]) if subset is None or index in subset]
-        cells = [f"{statistics.fmean(run[m][i] for i in keep):.{digits}f}" for m, _, digits in METRICS]
+        if not keep:
+            continue
+        cells = ["–" if run[m] is None else f"{statistics.fmean(run[m][i] for i in keep):.{digits}f}"
+                 for m, _, digits in METRICS]
         lines.append(f"| {run['task']} | {key.split('|')[2]} | {len(keep)} | " + " | ".join(cells) + " |")
     return lines
 
@@ -172,7 +201,10 @@ def write_report(cache: dict[str, Any], weight: float) -> None:
     lines = ["# Diversity, calibration and sharpness (bench/diversity.py)", "",
              f"Demo model, {SAMPLES} samples per crop, seed 0. DWGF: {STEPS} iterations, the reference weights, "
              f"with the repulsion ({SCHEDULE} schedule) at the weights below; PSLD: {PSLD_STEPS} DDIM steps, "
-             f"{SAMPLES} independent runs per crop on the first {PSLD_IMAGES} crops (DWGF on all). Spread: mean "
+             f"{SAMPLES} independent runs per crop on the first {PSLD_IMAGES} crops (DWGF on all); the stock "
+             f"KSampler (SetLatentNoiseMask for inpainting, img2img at denoise {quality.IMG2IMG_DENOISE} otherwise, "
+             f"{quality.STOCK_STEPS} euler steps) and measurement-only D(E(A†y)) with seeds 0–{SAMPLES - 1}; A†y is "
+             "one deterministic image (spread 0, calibration undefined). Spread: mean "
              "per-pixel standard deviation across samples "
              "([0, 1] image units; inside the hole for box inpainting). Spread–error corr.: Pearson correlation "
              "over pixels between the spread and the particle mean's absolute error. Truth in range: share of "
@@ -180,26 +212,31 @@ def write_report(cache: dict[str, Any], weight: float) -> None:
              f"{(SAMPLES - 1) / (SAMPLES + 1):.2f} for calibrated samples). Sharpness: high-frequency energy "
              "(upper half of the radially averaged power spectrum) relative to the clean image's.", "",
              f"## Choosing the weight: crops {CHOICE_IMAGES[0]}–{CHOICE_IMAGES[-1]}", "", *table(cache, "choice"), "",
-             f"Chosen: repulsion {weight:g} (the largest candidate within 0.3 dB of none on these crops).", "",
+             f"Chosen: repulsion {weight:g} (the largest candidate within 0.3 dB of none on these crops, on "
+             "every task); the benchmark also runs the next larger candidate and each task's own largest "
+             "candidate within 0.3 dB (" + ", ".join(f"{t}: {chosen_weight(cache, (t,)):g}" for t in TASKS) + ").",
+             "",
              f"## Benchmark: crops {IMAGES[0]}–{IMAGES[-1]}", "", *table(cache, "bench"), "",
              f"### The same on the first {PSLD_IMAGES} crops (those PSLD ran on)", "",
              *table(cache, "bench", IMAGES[:PSLD_IMAGES]), ""]
     REPORT.write_text("\n".join(lines) + "\n")
 
 
-def draw_picture(cache: dict[str, Any], weight: float) -> None:
-    """Rows: DWGF without repulsion, with each weight the benchmark ran, PSLD; columns: clean, A†y,
-    four particles, spread, error."""
+def draw_picture(cache: dict[str, Any], task: str) -> None:
+    """Rows: DWGF without repulsion, with each weight the benchmark ran, PSLD, the stock KSampler;
+    columns: clean, A†y, four samples, spread, error."""
     weights = sorted(run["weight"] for key, run in cache.items()
-                     if key.startswith("bench|") and run["method"] == "DWGF")
-    rows = [(f"DWGF-{STEPS}" + (f" + repulsion {w:g}" if w else ""), job_key("DWGF", TASKS[0], IMAGES, w))
+                     if key.startswith("bench|") and run["method"] == "DWGF" and run["task"] == task)
+    rows = [(f"DWGF-{STEPS}" + (f" + repulsion {w:g}" if w else ""), job_key("DWGF", task, IMAGES, w))
             for w in weights]
-    rows.append((f"PSLD-{PSLD_STEPS}", job_key("PSLD", TASKS[0], IMAGES[:PSLD_IMAGES], 0.0)))
+    rows.append((f"PSLD-{PSLD_STEPS}", job_key("PSLD", task, IMAGES[:PSLD_IMAGES], 0.0)))
+    stock = "KSampler + noise mask" if "inpainting" in task else "img2img"
+    rows.append((f"{stock} (4 seeds)", job_key("KSampler / img2img", task, IMAGES, 0.0)))
     rows = [(label, cache[key]["picture"]) for label, key in rows if key in cache and "picture" in cache[key]]
     if not rows:
         return
     cell, zoom, label_w = 32 * 4, 4, 210
-    heads = ["clean", "A†y", *(f"particle {i + 1}" for i in range(SAMPLES)), "spread (abs.)", "|mean − clean|"]
+    heads = ["clean", "A†y", *(f"sample {i + 1}" for i in range(SAMPLES)), "spread (abs.)", "|mean − clean|"]
     canvas = Image.new("RGB", (label_w + cell * len(heads), 24 + cell * len(rows)), "white")
     draw = ImageDraw.Draw(canvas)
     try:
@@ -219,8 +256,9 @@ def draw_picture(cache: dict[str, Any], weight: float) -> None:
         for c, tile in enumerate(tiles):
             image = Image.fromarray((np.clip(tile, 0, 1) * 255).round().astype(np.uint8))
             canvas.paste(image.resize((32 * zoom, 32 * zoom), Image.NEAREST), (label_w + c * cell, y))
-    PICTURE.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(PICTURE)
+    picture = picture_path(task)
+    picture.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(picture)
 
 
 def main() -> None:
@@ -234,13 +272,16 @@ def main() -> None:
         run_all(choice, options.workers, cache)
     weight = chosen_weight(cache)
     if not options.report_only:
-        weights = sorted({0.0, weight, next((w for w in CANDIDATE_WEIGHTS if w > weight), weight)})
-        bench = [("DWGF", task, IMAGES, w) for task in TASKS for w in weights]
+        weights = {0.0, weight, next((w for w in CANDIDATE_WEIGHTS if w > weight), weight)}
+        bench = [("DWGF", task, IMAGES, w) for task in TASKS
+                 for w in sorted(weights | {chosen_weight(cache, (task,))})]
         bench += [("PSLD", task, IMAGES[:PSLD_IMAGES], 0.0) for task in TASKS]
+        bench += [(method, task, IMAGES, 0.0) for task in TASKS for method in SEEDED_METHODS]
         run_all(bench, options.workers, cache)
     write_report(cache, weight)
-    draw_picture(cache, weight)
-    print(f"wrote {REPORT} and {PICTURE}")
+    for task in TASKS:
+        draw_picture(cache, task)
+    print(f"wrote {REPORT} and {', '.join(str(picture_path(task)) for task in TASKS)}")
 
 
 if __name__ == "__main__":
