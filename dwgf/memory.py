@@ -7,8 +7,13 @@ the estimate *probes* the decoder the run will use: it decodes three tiny latent
 sums the bytes autograd saved for the backward (the weights excluded), and fits
 ``bytes(P) = a + b·P + c·P²`` over the latent pixel count ``P`` (``c`` catches attention that
 materialises a ``P × P`` matrix). Probed saved bytes are exact; the step from them to the peak
-working memory is the ratio ``bench/speed.py`` measured on SD 1.5 (peak 1.15-1.16× the saved bytes,
-decoder checkpointing block by block 0.36× of the unchunked peak), rounded up.
+working memory is measured, rounded up: the convolutions' part (``a + b·P``) peaks at the ratio
+``bench/speed.py`` measured on SD 1.5 (1.15-1.16× the saved bytes; decoder checkpointing block by
+block 0.36× of the unchunked peak), the attention's part (``c·P²``) at about four times its saved
+bytes, since its backward holds several ``P × P`` gradients at once (measured on the demo VAE, whose
+attention dominates at 96²-192²: peak RSS 3.5-3.8× the saved ``c·P²`` beside 1.25× the rest; the
+whole first iteration peaked at 1.04× the decoder's forward + backward). Checkpointing does not shrink
+that part: the attention block's own backward still builds those matrices.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 import torch
 
 PEAK_OVER_SAVED = 1.25  # measured 1.15-1.16 (SD 1.5, 256² and 512²); rounded up for safety
+ATTENTION_PEAK_OVER_SAVED = 4.5  # measured 3.5-3.8 (demo VAE, 96²-192², 4 particles); rounded up
 CHECKPOINTED_SHARE = 0.45  # measured 0.36 of the unchunked peak (SD 1.5, 512²); rounded up
 PSLD_OVER_DWGF = 1.8  # PSLD back-propagates through UNet, decoder and encoder: measured 2.70 / 1.65 GiB
 PROBE_SIDES = (4, 8, 12)  # latent sides of the three probes (tiny: a probe costs well under a second)
@@ -36,6 +42,10 @@ class DecoderFootprint:
 
     def saved_bytes(self, latent_pixels: float) -> float:
         return max(0.0, self.constant + self.linear * latent_pixels + self.quadratic * latent_pixels**2)
+
+    def attention_bytes(self, latent_pixels: float) -> float:
+        """The ``c·P²`` part: what the attention keeps (its backward needs several times that)."""
+        return self.quadratic * latent_pixels**2
 
 
 def saved_bytes_of(function: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
@@ -86,9 +96,11 @@ class RunFootprint:
         return self._bytes(footprint, self.latent_height * self.latent_width, self.particles_at_once)
 
     def _bytes(self, footprint: DecoderFootprint, latent_pixels: float, at_once: int) -> float:
-        per_particle = PEAK_OVER_SAVED * footprint.saved_bytes(latent_pixels)
+        attention = footprint.attention_bytes(latent_pixels)
+        convolutions = PEAK_OVER_SAVED * max(0.0, footprint.saved_bytes(latent_pixels) - attention)
         if self.checkpointed:
-            per_particle *= CHECKPOINTED_SHARE
+            convolutions *= CHECKPOINTED_SHARE
+        per_particle = convolutions + ATTENTION_PEAK_OVER_SAVED * attention
         if self.psld:
             per_particle *= PSLD_OVER_DWGF
         return per_particle * at_once

@@ -53,6 +53,20 @@ def test_run_footprints_follow_the_memory_modes() -> None:
     assert smaller.working_bytes(footprint) <= free < larger.working_bytes(footprint)
 
 
+def test_attention_peaks_at_several_times_what_it_keeps_even_checkpointed() -> None:
+    """The P² part (attention) is costed at ATTENTION_PEAK_OVER_SAVED and not shrunk by checkpointing;
+    the rest at PEAK_OVER_SAVED (× CHECKPOINTED_SHARE when checkpointed)."""
+    footprint = memory.DecoderFootprint(0.0, 1000.0, 4.0)
+    pixels = 32 * 32
+    attention, rest = 4.0 * pixels**2, 1000.0 * pixels
+    plain = memory.RunFootprint(32, 32, 2, particles=2, particles_at_once=2, checkpointed=False)
+    least = memory.RunFootprint(32, 32, 2, particles=2, particles_at_once=1, checkpointed=True)
+    assert plain.working_bytes(footprint) == pytest.approx(
+        2 * (memory.PEAK_OVER_SAVED * rest + memory.ATTENTION_PEAK_OVER_SAVED * attention))
+    assert least.working_bytes(footprint) == pytest.approx(
+        memory.CHECKPOINTED_SHARE * memory.PEAK_OVER_SAVED * rest + memory.ATTENTION_PEAK_OVER_SAVED * attention)
+
+
 def test_the_sampler_refuses_what_does_not_fit_and_the_override_runs_it(comfy_nodes, monkeypatch) -> None:
     from comfyui_env import call_node, node_defaults, pack_submodule
 
