@@ -29,9 +29,10 @@ def scratch_mask(height: int, width: int) -> np.ndarray:
     return np.asarray(mask) > 127
 
 
-def prompt(steps: int = 200) -> dict:
+def prompt(preset: str = "recommended") -> dict:
+    """The workflow, with the DWGF Sampler on ``preset`` (the editor's default)."""
     degradation = degradation_inputs(["5", 0], "inpaint mask", mask=["5", 1])
-    sampler = dwgf_sampler_inputs(degradation_node="6", steps=steps, particles=4)
+    sampler = dwgf_sampler_inputs(degradation_node="6", steps=50, particles=4, preset=preset)
     return {
         "1": {"class_type": "DWGF_DemoModel", "inputs": {"prompt": "unconditional", "batch_size": 1}},
         "2": {"class_type": "LoadImage", "inputs": {"image": "region_photo.png"}},
