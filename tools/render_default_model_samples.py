@@ -55,6 +55,8 @@ def main() -> None:
     parser.add_argument("--sampler", default="euler")
     parser.add_argument("--scheduler", default="normal")
     parser.add_argument("--zoom", type=int, default=3)
+    parser.add_argument("--prior", default="epsilon", help="the demo model's prior: epsilon or 'flow matching'")
+    parser.add_argument("--prompts", nargs="*", default=None, help="only these prompts (default: all)")
     options = parser.parse_args()
 
     from PIL import Image
@@ -68,8 +70,10 @@ def main() -> None:
     rows, accuracy = [], {}
     with torch.inference_mode():
         for index, prompt in enumerate(config["prompts"]):
+            if options.prompts and prompt not in options.prompts:
+                continue
             count = options.scored if prompt.startswith("digit") else options.columns
-            model, vae, positive, negative, latent = loader.load(prompt, max(count, options.columns))
+            model, vae, positive, negative, latent = loader.load(prompt, max(count, options.columns), options.prior)
             samples = nodes.KSampler().sample(model, 1234 + index, options.steps, options.cfg, options.sampler,
                                               options.scheduler, positive, negative, latent)[0]
             images = nodes.VAEDecode().decode(vae, samples)[0]
@@ -82,7 +86,8 @@ def main() -> None:
     print(f"wrote {options.out}")
     print(f"{options.sampler}/{options.scheduler}, {options.steps} steps, CFG {options.cfg}: class accuracy per digit "
           + ", ".join(f"{d}: {a:.2f}" for d, a in sorted(accuracy.items()))
-          + f"; mean {sum(accuracy.values()) / len(accuracy):.3f} over {options.scored} samples per digit")
+          + (f"; mean {sum(accuracy.values()) / len(accuracy):.3f} over {options.scored} samples per digit"
+             if accuracy else ""))
 
 
 if __name__ == "__main__":
