@@ -604,7 +604,9 @@ def _seed_note(cache: dict[str, Any]) -> str:
     if not single:
         return f"{list(SEEDS)} on every task"
     both = [t for t in TASKS if t not in single]
-    return f"{list(SEEDS)} on {', '.join(both) or 'no task'}; seed 0 on the other tasks"
+    if not both:
+        return f"{SEEDS[0]} only"
+    return f"{list(SEEDS)} on {', '.join(both)}; seed {SEEDS[0]} on the other tasks"
 
 
 def summary_table(cache: dict[str, Any]) -> list[str]:
