@@ -21,7 +21,6 @@ Run: ``.venv/bin/python bench/diversity.py [--workers 2]``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
 import os
@@ -262,11 +261,8 @@ def draw_picture(cache: dict[str, Any], task: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--report-only", action="store_true")
-    options = parser.parse_args()
-    cache = json.loads(CACHE.read_text())["runs"] if CACHE.is_file() else {}
+    options = quality.cached_bench_options(__doc__.splitlines()[0])
+    cache = quality.load_cache(CACHE)
     if not options.report_only:
         choice = [("DWGF", task, CHOICE_IMAGES, w) for task in TASKS for w in (0.0, *CANDIDATE_WEIGHTS)]
         run_all(choice, options.workers, cache)

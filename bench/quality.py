@@ -472,8 +472,18 @@ def run_jobs(todo: list[Job], indices: list[int], study_indices: list[int], work
                   f"({cache[job.key]['seconds_per_image']:.2f} s/image)", flush=True)
 
 
-def load_cache() -> dict[str, Any]:
-    return json.loads(CACHE.read_text())["runs"] if CACHE.is_file() else {}
+def load_cache(path: Path | None = None) -> dict[str, Any]:
+    """The finished runs cached in ``path`` (this benchmark's cache by default), or none."""
+    path = CACHE if path is None else path
+    return json.loads(path.read_text())["runs"] if path.is_file() else {}
+
+
+def cached_bench_options(description: str) -> argparse.Namespace:
+    """The options the cached side benchmarks share: how many worker processes, or only the report."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--report-only", action="store_true")
+    return parser.parse_args()
 
 
 def save_cache(cache: dict[str, Any]) -> None:

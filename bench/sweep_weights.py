@@ -15,7 +15,6 @@ Run: ``.venv/bin/python bench/sweep_weights.py [--workers 2]`` (about 15 CPU-min
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
 import statistics
@@ -73,14 +72,16 @@ def verdict(cache: dict[str, Any]) -> str:
     for weights in CANDIDATES:
         if weights == REFERENCE:
             continue
-        gains = [paired(cache[key_of(t, weights)]["psnr_mean"], cache[key_of(t, REFERENCE)]["psnr_mean"]) for t in TASKS]
+        gains = [paired(cache[key_of(t, weights)]["psnr_mean"], cache[key_of(t, REFERENCE)]["psnr_mean"])
+                 for t in TASKS]
         if all(g > 0 for g in gains) and statistics.fmean(gains) >= MARGIN_DB:
             winners.append((statistics.fmean(gains), weights))
     if not winners:
         return (f"No candidate is ahead of the reference (w {REFERENCE[0]:g}, c_ae {REFERENCE[1]:g}) on every task by "
                 f"≥ {MARGIN_DB} dB on average: the reference weights stay the demo model's settings.")
     gain, (w, c_ae) = max(winners)
-    return f"w {w:g}, c_ae {c_ae:g} is ahead on every task (+{gain:.2f} dB on average): it should replace the reference."
+    return (f"w {w:g}, c_ae {c_ae:g} is ahead on every task (+{gain:.2f} dB on average): "
+            "it should replace the reference.")
 
 
 def write_report(cache: dict[str, Any]) -> None:
@@ -99,20 +100,19 @@ def write_report(cache: dict[str, Any]) -> None:
             gain = paired(mine, ref)
             gains.append(gain)
             ahead = sum(x > y for x, y in zip(mine, ref, strict=True))
-            cells.append(f"{statistics.fmean(mine):.2f}" + ("" if weights == REFERENCE else f" ({gain:+.2f}, {ahead}/{len(mine)})"))
+            paired_cell = "" if weights == REFERENCE else f" ({gain:+.2f}, {ahead}/{len(mine)})"
+            cells.append(f"{statistics.fmean(mine):.2f}{paired_cell}")
         bold = "**" if weights == REFERENCE else ""
         lines.append(f"| {bold}{weights[0]:g}{bold} | {bold}{weights[1]:g}{bold} | " + " | ".join(cells)
                      + f" | {'–' if weights == REFERENCE else f'{statistics.fmean(gains):+.2f}'} |")
-    lines += ["", verdict(cache) if all(key_of(t, w) in cache for t in TASKS for w in CANDIDATES) else "Incomplete.", ""]
+    complete = all(key_of(t, w) in cache for t in TASKS for w in CANDIDATES)
+    lines += ["", verdict(cache) if complete else "Incomplete.", ""]
     REPORT.write_text("\n".join(lines))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--report-only", action="store_true")
-    options = parser.parse_args()
-    cache = json.loads(CACHE.read_text())["runs"] if CACHE.is_file() else {}
+    options = quality.cached_bench_options(__doc__.splitlines()[0])
+    cache = quality.load_cache(CACHE)
     if not options.report_only:
         run_all(options.workers, cache)
     write_report(cache)

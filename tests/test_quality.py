@@ -7,7 +7,8 @@ diffusion prior) in PSNR by a margin, on held-out photo crops.
 
 Protocol: demo model "unconditional", cfg 1, σ_y = 0.001, seed 0; DWGF as the demo workflows and
 the editor run it (SETTINGS: the *recommended* preset — 50 iterations, ``D(E(·))`` every 4th — with
-METHOD.md's reference weights w 0.15, c_ae 0.1, lr 1, σ_dec 0.01, N = 4); box fraction 0.5; ×4. The crops (TEST_INDICES 7, 9, 10, 12: the Picos, the cups, the
+METHOD.md's reference weights w 0.15, c_ae 0.1, lr 1, σ_dec 0.01, N = 4); box fraction 0.5; ×4.
+The crops (TEST_INDICES 7, 9, 10, 12: the Picos, the cups, the
 cat and the astronaut) are not the ones the settings sweep used (0–6) nor the benchmark's (14–63).
 
 Measured on the shipped model (torch 2 CPU, ComfyUI 0.3.75), particle-mean PSNR against the

@@ -10,8 +10,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import comfyui_env  # noqa: E402
 from comfyui_env import call_node  # noqa: E402
