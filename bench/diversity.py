@@ -1,4 +1,4 @@
-"""Diversity, calibration and sharpness (issue 16): DWGF with and without the particle repulsion, and PSLD.
+"""Diversity, calibration and sharpness (issue 16): DWGF with and without repulsion, PSLD and the baselines.
 
 On the demo model's held-out crops, box inpainting and ×8 super-resolution, every method of
 ``bench/quality.py`` draws four samples per crop through the real ComfyUI (as that benchmark runs
@@ -11,8 +11,9 @@ The repulsion weight is chosen on the settings crops 0–6 (``CHOICE_IMAGES``, n
 crops): the largest of ``CANDIDATE_WEIGHTS`` whose particle-mean PSNR is within 0.3 dB of the run
 without it. Then every method runs on ``IMAGES``. PSLD draws its four samples per crop as four
 independent runs of the sampler on the same measurement; the stock KSampler (SetLatentNoiseMask for
-inpainting, img2img otherwise) and measurement-only ``D(E(A†y))`` as four seeds; ``A†y`` is
-deterministic (spread 0, its calibration undefined: only its sharpness is reported).
+inpainting, img2img otherwise) and measurement-only ``D(E(A†y))`` as four seeds (the latter's agree:
+ComfyUI 0.3.75's VAEEncode returns the same latent for every seed); ``A†y`` is deterministic. Where
+the four samples are identical the spread is 0 and the calibration undefined ("–").
 
 Results: ``bench/results/diversity.json`` (cache; a rerun skips finished jobs), ``diversity.md`` and
 ``workflows/images/diversity_<task>.png`` (clean, measurement, four particles, spread, error).
