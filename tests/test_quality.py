@@ -72,7 +72,7 @@ def restore(comfy_nodes, demo: dict, clean: torch.Tensor, task: str) -> tuple[to
     inputs = {**node_defaults("DWGF_DegradationOperator"), **TASKS[task]}
     inputs.update(image=clean, image_is=CLEAN, sigma_y=0.001, seed=0)
     degradation, measurement, pseudo_inverse = call_node("DWGF_DegradationOperator", **inputs)
-    torch.manual_seed(0)  # ComfyUI's VAEEncode samples the posterior with the global RNG
+    torch.manual_seed(0)  # some ComfyUI copies sample the VAE posterior with the global RNG (0.3.75 takes its mean)
     (latent,) = call_node("VAEEncode", vae=demo["vae"], pixels=pseudo_inverse)
     (measurement_only,) = call_node("VAEDecode", vae=demo["vae"], samples=latent)
     (particles,) = call_node("DWGF_Sampler", model=demo["model"], positive=demo["positive"],
