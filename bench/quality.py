@@ -305,7 +305,8 @@ class Workbench:
         counter = CallCounter()
         model = self.counted_model(counter)
         started = time.perf_counter()
-        torch.manual_seed(seed)  # some ComfyUI copies sample the VAE posterior with the global RNG (0.3.75 takes its mean)
+        # (ComfyUI 0.3.75 takes the posterior mean: the seed does not change its latent)
+        torch.manual_seed(seed)  # some ComfyUI copies sample the VAE posterior with the global RNG
         (latent,) = call_node("VAEEncode", vae=self.vae, pixels=pixels)
         if fill_mask is not None:
             (latent,) = call_node("SetLatentNoiseMask", samples=latent, mask=fill_mask)
