@@ -74,19 +74,13 @@ def run_sampler(method: str, task: str, images: list[int], weight: float) -> tup
     bench = quality._BENCH
     problem = bench.problem(task, images)
     if method in SEEDED_METHODS:
-        runner = {"KSampler / img2img": bench.stock, "measurement-only": bench.measurement_only,
-                  "A†y": bench.pseudo_inverse}[method]
+        runner = bench.baselines()[method]
         samples = [runner(problem, seed).images[..., :3] for seed in range(SAMPLES)]
         return problem, torch.stack(samples, 1).permute(0, 1, 4, 2, 3).float().clamp(0, 1)
-    if method == "DWGF":
-        config = bench.flow.DWGFConfig(steps=STEPS, seed=0, repulsion=weight, repulsion_schedule=SCHEDULE,
-                                       **quality.DWGF_SETTINGS)
-        levels = bench.flow.dwgf_levels(bench.adapter.model_alphas_cumprod(bench.model), config)
-
-        def solve(denoiser: Any, autoencoder: Any, shape: tuple, device: torch.device) -> torch.Tensor:
-            return bench.flow.run_dwgf(denoiser, autoencoder, config, shape, problem.degradation.operator,
-                                       problem.y.to(device), levels=levels, device=device, groups=problem.count)
-    else:
+    if method == "DWGF":  # the benchmark's own DWGF run (SAMPLES particles), with the repulsion
+        settings = {**quality.DWGF_SETTINGS, "particles": SAMPLES, "repulsion": weight, "repulsion_schedule": SCHEDULE}
+        restored = bench.dwgf(problem, 0, STEPS, settings=settings)
+    else:  # PSLD: SAMPLES independent runs per measurement, in one batch
         omega, gamma = bench.psld_core.reference_weights(problem.degradation.operator)
         config = bench.psld_core.PSLDConfig(particles=problem.count * SAMPLES, steps=PSLD_STEPS, seed=0,
                                             omega=omega, gamma=gamma)
@@ -96,7 +90,8 @@ def run_sampler(method: str, task: str, images: list[int], weight: float) -> tup
             y = problem.y.repeat_interleave(SAMPLES, dim=0).to(device)
             return bench.psld_core.run_psld(denoiser, autoencoder, config, shape, problem.degradation.operator, y,
                                             levels=levels, device=device)
-    restored = bench._core_run(problem, 0, SAMPLES, levels, solve, differentiable=method == "PSLD")
+
+        restored = bench._core_run(problem, 0, SAMPLES, levels, solve, differentiable=True)
     particles = restored.images[..., :3].permute(0, 3, 1, 2).float().clamp(0, 1)
     return problem, particles.view(problem.count, SAMPLES, *particles.shape[1:])
 

@@ -275,10 +275,12 @@ class Workbench:
         counter.add("decoder", latents.shape[0], False)  # the final decode (Particle Decode)
         return Restored(images, per_image, seconds, counter.counts)
 
-    def dwgf(self, problem: Problem, seed: int, steps: int, alphas_cumprod: torch.Tensor | None = None) -> Restored:
+    def dwgf(self, problem: Problem, seed: int, steps: int, alphas_cumprod: torch.Tensor | None = None,
+             settings: dict[str, Any] | None = None) -> Restored:
         """DWGF as the node runs it; ``alphas_cumprod`` overrides the model's own table of noise levels
-        (``bench/flow_sweep.py`` runs the flow prior on SD's)."""
-        config = self.flow.DWGFConfig(steps=steps, seed=seed, **DWGF_SETTINGS)
+        (``bench/flow_sweep.py`` runs the flow prior on SD's), ``settings`` the benchmark's
+        ``DWGF_SETTINGS`` (other weights, the repulsion: ``bench/sweep_weights.py``, ``bench/diversity.py``)."""
+        config = self.flow.DWGFConfig(steps=steps, seed=seed, **(DWGF_SETTINGS if settings is None else settings))
         table = self.adapter.model_alphas_cumprod(self.model) if alphas_cumprod is None else alphas_cumprod
         levels = self.flow.dwgf_levels(table, config)
 
@@ -340,6 +342,11 @@ class Workbench:
 
     def pseudo_inverse(self, problem: Problem, seed: int) -> Restored:
         return Restored(problem.pseudo_inverse, 1, 0.0, CallCounter().counts)
+
+    def baselines(self) -> dict[str, Callable[[Problem, int], Restored]]:
+        """The methods other than the two samplers, by their ``METHODS`` name: ``(problem, seed) → Restored``."""
+        return {"A†y": self.pseudo_inverse, "measurement-only": self.measurement_only,
+                "KSampler / img2img": self.stock}
 
     # --- metrics -----------------------------------------------------------------------------------
     def evaluate(self, problem: Problem, restored: Restored) -> dict[str, Any]:
@@ -408,8 +415,7 @@ def _start_worker(threads: int, prior: str = "epsilon") -> None:
 def _run_job(job: Job, indices: list[int]) -> dict[str, Any]:
     bench = _BENCH
     problem = bench.problem(job.task, indices)
-    runners = {"A†y": bench.pseudo_inverse, "measurement-only": bench.measurement_only,
-               "KSampler / img2img": bench.stock, "PSLD": bench.psld}
+    runners = {**bench.baselines(), "PSLD": bench.psld}
     if job.method == "DWGF":
         restored = bench.dwgf(problem, job.seed, job.steps)
     elif job.method == "PSLD" and job.steps:

@@ -41,9 +41,9 @@ def key_of(task: str, weights: tuple[float, float]) -> str:
 
 def run_job(task: str, weights: tuple[float, float]) -> dict[str, Any]:
     bench = quality._BENCH
-    quality.DWGF_SETTINGS.update(prior_weight=weights[0], ae_weight=weights[1])
+    settings = {**quality.DWGF_SETTINGS, "prior_weight": weights[0], "ae_weight": weights[1]}
     problem = bench.problem(task, CROPS)
-    result = bench.evaluate(problem, bench.dwgf(problem, 0, quality.DWGF_STEPS))
+    result = bench.evaluate(problem, bench.dwgf(problem, 0, quality.DWGF_STEPS, settings=settings))
     return {"psnr_mean": result["psnr_mean"], "psnr_particles": result["psnr_particles"],
             "seconds_per_image": result["seconds_per_image"]}
 
