@@ -8,8 +8,8 @@ diffusion prior) in PSNR by a margin, on held-out photo crops.
 Protocol: demo model "unconditional", cfg 1, σ_y = 0.001, seed 0; DWGF as the demo workflows and
 the editor run it (SETTINGS: the *recommended* preset — 50 iterations, ``D(E(·))`` every 4th — with
 METHOD.md's reference weights w 0.15, c_ae 0.1, lr 1, σ_dec 0.01, N = 4); box fraction 0.5; ×4.
-The crops (TEST_INDICES 7, 9, 10, 12: the Picos, the cups, the
-cat and the astronaut) are not the ones the settings sweep used (0–6) nor the benchmark's (14–63).
+The crops (TEST_INDICES 7, 9, 10, 12: the Picos, the cups, the cat and the astronaut) are not the
+ones the settings sweep used (0–6) nor the benchmark's (14–63).
 
 Measured on the shipped model (torch 2 CPU, ComfyUI 0.3.75), particle-mean PSNR against the
 measurement-only PSNR, mean over the 4 crops, and the paired per-crop gain:
@@ -27,10 +27,11 @@ repeat exactly here, but another torch build or device changes the floating-poin
 chaotic flow, which moves single crops by a few tenths of a dB.
 
 Gaussian deblurring (9×9, σ = 1.5 px) is not asserted: on the current model, whose autoencoder
-reproduces photos at 27 dB, DWGF (100 plain iterations) was *behind* the measurement-only
-estimate on these crops — −1.74 ± 1.37 dB at σ_y = 0.001 and −0.80 ± 0.67 dB at σ_y = 0.05; on the
-benchmark's 50 crops (σ_y 0.05) it is +0.44 dB ahead, winning 21 of 50 (``bench/results/quality.md``):
-too close to assert. Runtime under a minute per task on 2 cores, hence ``slow``.
+reproduces photos at 27 dB, DWGF at these settings is *behind* the measurement-only estimate on
+these crops — −2.07 ± 1.56 dB at σ_y = 0.001 and −1.15 ± 0.92 dB at σ_y = 0.05 (100 plain
+iterations: −1.74 and −0.80); on the benchmark's 50 crops (σ_y 0.05, DWGF-50, two seeds) it is
++0.39 dB ahead, winning 21 of 50 (``bench/results/quality.md``): too close to assert. Runtime under
+a minute per task on 2 cores, hence ``slow``.
 """
 
 from __future__ import annotations
