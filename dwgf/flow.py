@@ -16,7 +16,11 @@ at one diffusion time. Every term of METHOD.md's update has its own function her
 8. :func:`run_dwgf`            — the loop: one optimiser step on ``z`` per noise level.
 
 Off by default and not in METHOD.md: a kernel repulsion between particles (:mod:`dwgf.repulsion`),
-a warm start (:mod:`dwgf.warm_start`), and reusing ``D(E(·))`` between iterations (``ae_every``).
+a warm start (:mod:`dwgf.warm_start`), reusing ``D(E(·))`` between iterations (``ae_every``), and two
+ways to leave the full decoder out of most iterations (issue 25): a *fast* autoencoder of the same
+latent space (a TAESD-like tiny VAE) for the data and encoder–decoder terms, and, for inpainting, the
+data term on the latent grid with no decoder at all (:mod:`dwgf.latent_data`); either way the last
+``full_decoder_steps`` iterations run METHOD.md's terms through the full decoder.
 
 Per iteration the networks run exactly once each: the denoiser (batch ``N``), the decoder forward
 with gradient and its backward, the encoder and the decoder without gradient. Only ``z`` ever
@@ -41,6 +45,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from .errors import require, require_finite, require_whole
+from .latent_data import LatentDataTerm
 from .particles import NoiseSource
 from .protocols import Autoencoder, Denoiser
 from .repulsion import REPULSION_SCHEDULES, repulsion_loss, repulsion_scale
@@ -62,6 +67,9 @@ from .schedule import (
 from .warm_start import warm_start_particles
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
+# The last iterations through the full decoder when a fast one is given (issue 25): chosen on the
+# demo model's settings crops with bench/frontier.py (README, "The fast path")
+FULL_DECODER_STEPS = 5
 
 
 # --------------------------------------------------------------------------------------------
@@ -87,6 +95,13 @@ class DWGFConfig:
     (:mod:`dwgf.warm_start`); pair it with a lower ``first_timestep``. ``repulsion`` > 0 adds a
     kernel repulsion between each measurement's particles with that weight, scheduled over the
     sweep by ``repulsion_schedule`` (:mod:`dwgf.repulsion`; issue 16, not in METHOD.md).
+
+    Leaving the full decoder out (issue 25, not in METHOD.md): when :func:`run_dwgf` is given a
+    ``fast_autoencoder``, every iteration but the last ``full_decoder_steps`` decodes (and
+    reconstructs) through it instead of the full autoencoder; ``latent_data`` instead replaces the
+    data term of those iterations by the decoder-free latent term of :mod:`dwgf.latent_data`
+    (inpainting only; weight ``latent_data_weight``, known region eroded by ``latent_erode`` latent
+    pixels) and skips the encoder–decoder term there. Without either, ``full_decoder_steps`` has no effect.
     """
 
     particles: int = 4
@@ -110,6 +125,10 @@ class DWGFConfig:
     warm_start: bool = False
     repulsion: float = 0.0
     repulsion_schedule: str = "high noise"
+    full_decoder_steps: int = FULL_DECODER_STEPS
+    latent_data: bool = False
+    latent_data_weight: float = 1.0
+    latent_erode: int = 1
 
     def __post_init__(self) -> None:
         require_whole(self.particles, "particles", 1, "use at least 1 particle (the reference uses 4)")
@@ -139,6 +158,16 @@ class DWGFConfig:
         require_finite(self.repulsion, "repulsion", fix="use a weight >= 0 (0 switches the repulsion off)")
         require(self.repulsion_schedule in REPULSION_SCHEDULES,
                 f"repulsion_schedule must be one of {REPULSION_SCHEDULES}, got {self.repulsion_schedule!r}")
+        require_whole(self.full_decoder_steps, "full_decoder_steps", 0,
+                      "use 0 or more final iterations through the full VAE decoder")
+        require(isinstance(self.latent_data, bool), f"latent_data must be True or False, got {self.latent_data!r}")
+        require_finite(self.latent_data_weight, "latent_data_weight", positive=True,
+                       fix="use a positive weight for the latent data term (1 = the default)")
+        require_whole(self.latent_erode, "latent_erode", 0, "use 0 or more latent pixels of erosion")
+
+    def uses_full_decoder(self, index: int, total: int) -> bool:
+        """Whether iteration ``index`` of ``total`` is one of the last ``full_decoder_steps``."""
+        return index >= total - self.full_decoder_steps
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,6 +278,8 @@ class _Problem:
     config: DWGFConfig
     groups: int = 1
     reconstructions: list[torch.Tensor] | None = None  # D(E(x + n)) per chunk, from the last refresh
+    reconstructed_by: Autoencoder | None = None  # the autoencoder that made them
+    latent_term: LatentDataTerm | None = None  # the decoder-free data term, when the run uses it
 
 
 def particle_spans(total: int, chunk: int) -> list[tuple[int, int]]:
@@ -269,11 +300,15 @@ def decode_with_graph(autoencoder: Autoencoder, z: torch.Tensor, checkpointed: b
 
 
 def iteration_gradient(problem: _Problem, z: torch.Tensor, level: NoiseLevel, noise: NoiseSource,
-                       refresh: bool = True) -> torch.Tensor:
+                       refresh: bool = True, autoencoder: Autoencoder | None = None,
+                       latent_data: bool = False) -> torch.Tensor:
     """One iteration's gradient, accumulated into ``z.grad``; returns ``(L_obs, L_prior, L_ae, L_rep)`` (float32).
 
     ``refresh`` False reuses the reconstruction ``D(E(x + n))`` of the last iteration that computed
-    it (the loop refreshes every ``config.ae_every``-th iteration). The networks see
+    it (the loop refreshes every ``config.ae_every``-th iteration, and whenever the autoencoder
+    changes). ``autoencoder`` is the one this iteration decodes through (default: the run's full
+    one; a fast one for the early iterations, issue 25); ``latent_data`` uses the decoder-free data
+    term (:mod:`dwgf.latent_data`) and no decoder at all. The networks see
     ``config.particle_chunk`` particles at a time; each chunk's decoder graph is freed by its own
     backward before the next chunk decodes. Each term is a mean over all particles, so a chunk
     contributes its own mean times its share of the particles. The denoiser runs before any graph
@@ -281,6 +316,7 @@ def iteration_gradient(problem: _Problem, z: torch.Tensor, level: NoiseLevel, no
     scaled by ``groups`` so every group gets the gradient it would get in a run of its own.
     """
     config = problem.config
+    autoencoder = problem.autoencoder if autoencoder is None else autoencoder
     total = z.shape[0]
     spans = particle_spans(total, config.particle_chunk)
     zero = z.new_zeros(())
@@ -294,14 +330,18 @@ def iteration_gradient(problem: _Problem, z: torch.Tensor, level: NoiseLevel, no
     l_rep = repulsion_loss(z, problem.groups, repulsion_scale(config.repulsion, config.repulsion_schedule, level))
     l_obs = l_ae = zero
     pending = l_prior + l_rep  # folded into the first chunk's backward
-    refresh = refresh or problem.reconstructions is None
+    if latent_data:
+        l_obs = problem.latent_term.loss(z)
+        torch.autograd.backward(problem.groups * (pending + l_obs), inputs=[z])
+        return torch.stack((l_obs.detach(), l_prior.detach(), l_ae, l_rep.detach())).float()
+    refresh = refresh or problem.reconstructions is None or problem.reconstructed_by is not autoencoder
     if refresh:
-        problem.reconstructions = []
+        problem.reconstructions, problem.reconstructed_by = [], autoencoder
     if problem.operator is not None or config.ae_weight > 0:
         decoder_noise = None
         for chunk, (a, b) in enumerate(spans):
             share = (b - a) / total
-            x = decode_with_graph(problem.autoencoder, z[a:b], config.checkpoint_decoder)
+            x = decode_with_graph(autoencoder, z[a:b], config.checkpoint_decoder)
             x_noisy = x
             if config.decoder_noise > 0:
                 if decoder_noise is None:  # one draw for all chunks: chunking does not change the noise
@@ -313,7 +353,7 @@ def iteration_gradient(problem: _Problem, z: torch.Tensor, level: NoiseLevel, no
                 chunk_obs = share * data_loss(problem.operator, y, x_noisy)
             if config.ae_weight > 0:
                 if refresh:
-                    problem.reconstructions.append(reconstruct(problem.autoencoder, x_noisy))
+                    problem.reconstructions.append(reconstruct(autoencoder, x_noisy))
                 chunk_ae = share * autoencoder_loss(x, problem.reconstructions[chunk])
             torch.autograd.backward(problem.groups * (pending + chunk_obs + config.ae_weight * chunk_ae),
                                     inputs=[z])
@@ -337,6 +377,7 @@ def run_dwgf(
     device: torch.device | str | None = None,
     initial: torch.Tensor | None = None,
     groups: int = 1,
+    fast_autoencoder: Autoencoder | None = None,
 ) -> torch.Tensor:
     """Run DWGF and return the final particles ``z``, ``(G·N, *latent_shape)`` float32, detached.
 
@@ -348,6 +389,9 @@ def run_dwgf(
     ``config.first_timestep`` down to ``config.last_timestep`` of the denoiser's ``alphas_cumprod``).
     ``initial`` overrides the seeded ``N(0, I)`` start. ``callback`` (:class:`dwgf.sampling.StepCallback`)
     sees the losses ``loss_obs``, ``loss_prior``, ``loss_ae`` and ``loss_repulsion`` of every iteration.
+    ``fast_autoencoder`` (an autoencoder of the same latent space, e.g. TAESD) replaces ``autoencoder``
+    in every iteration but the last ``config.full_decoder_steps`` (issue 25); the warm start still
+    encodes with the full one. ``config.latent_data`` leaves the decoder out of those iterations instead.
     """
     require_whole(groups, "groups", 1, "use 1 group per measurement image")
     shape = latent_shape_for_run(latent_shape, "particle")
@@ -357,6 +401,15 @@ def run_dwgf(
             "the data term and the encoder–decoder term need the VAE: connect an autoencoder")
     require(operator is not None or config.prior_weight > 0 or config.ae_weight > 0,
             "nothing to optimise: with no measurement, prior_weight or ae_weight must be > 0")
+    require(not config.latent_data or operator is not None,
+            "the decoder-free data term compares the particles with the encoded measurement: connect an "
+            "inpainting degradation and its measurement, or switch latent_data off")
+    if fast_autoencoder is not None:
+        require(fast_autoencoder.latent_channels == autoencoder.latent_channels
+                and fast_autoencoder.downscale == autoencoder.downscale,
+                f"fast_vae: it has {fast_autoencoder.latent_channels} latent channels and downscale "
+                f"{fast_autoencoder.downscale}, but the VAE has {autoencoder.latent_channels} and "
+                f"{autoencoder.downscale}: connect a tiny VAE of the same latent space")
     require(not config.warm_start or operator is not None,
             "the warm start begins at the encoded measurement: connect a degradation and a measurement, "
             "or set denoise to 1 (the cold start)")
@@ -374,23 +427,31 @@ def run_dwgf(
     terms = Terms("DWGF", LOSS_NAMES, (1.0, 1.0, config.ae_weight, 1.0), _CAUSES, "the particles",
                   "a gradient that overflowed: a learning rate too high",
                   f"Try a lower lr (now {config.lr}) or prior_weight (now {config.prior_weight})")
-    steps = _steps(denoiser, autoencoder, config, operator, measurement, levels, device, initial, groups, shape)
+    steps = _steps(denoiser, autoencoder, config, operator, measurement, levels, device, initial, groups, shape,
+                   fast_autoencoder)
     return run_steps(steps, levels, terms, config.check_every, callback, device)
 
 
 def _steps(denoiser: Denoiser, autoencoder: Autoencoder | None, config: DWGFConfig, operator: Measuring | None,
            measurement: torch.Tensor | None, levels: list[NoiseLevel], device: torch.device,
-           initial: torch.Tensor | None, groups: int, shape: tuple[int, ...]) -> Iterator:
+           initial: torch.Tensor | None, groups: int, shape: tuple[int, ...],
+           fast_autoencoder: Autoencoder | None = None) -> Iterator:
     """Step 7 at every level: one gradient and one optimiser step on ``z``; yields ``(z, losses, info)``."""
     n = config.particles * groups
     problem = _Problem(denoiser, autoencoder, operator_for_run(operator, device),
                        measurement_for_run(measurement, n, device), config, groups)
+    if config.latent_data:
+        problem.latent_term = LatentDataTerm.build(problem.operator, problem.measurement, autoencoder,
+                                                   config.latent_data_weight, config.latent_erode)
     z = starting_particles(initial, n, shape, config.seed, device).requires_grad_(True)
     optimizer = _make_optimizer(config, z)
     noise = NoiseSource(config.seed, device)
     for index, level in enumerate(levels):
         z.grad = None
-        losses = iteration_gradient(problem, z, level, noise, refresh=index % config.ae_every == 0)
+        full = config.uses_full_decoder(index, len(levels))
+        losses = iteration_gradient(problem, z, level, noise, refresh=index % config.ae_every == 0,
+                                    autoencoder=autoencoder if full or fast_autoencoder is None else fast_autoencoder,
+                                    latent_data=config.latent_data and not full)
         optimizer.step()
         z.grad = None
         yield z, losses, {"timestep": level.timestep, "alpha_bar": level.alpha_bar}

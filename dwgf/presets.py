@@ -22,13 +22,16 @@ SD15_512_KSAMPLER_STEP_SECONDS = 12.61
 @dataclass(frozen=True)
 class Preset:
     """A DWGF run length: ``steps`` iterations from ``denoise`` (1 = the cold start at t = 999) with
-    the reconstruction recomputed every ``ae_every``-th iteration."""
+    the reconstruction recomputed every ``ae_every``-th iteration; ``full_decoder_steps`` (issue 25)
+    sets how many final iterations use the full VAE when a fast VAE is connected (``None``: the
+    node's own input)."""
 
     name: str
     steps: int
     denoise: float
     ae_every: int
     summary: str
+    full_decoder_steps: int | None = None
 
     def iteration_ksampler_steps(self) -> float:
         """One particle's iteration in SD 1.5 KSampler steps (512², cfg 1), with the reuse saving."""
@@ -55,10 +58,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
 PRESET_NAMES: tuple[str, ...] = (*PRESETS, CUSTOM)
 
 
-def preset_settings(name: str, steps: int, denoise: float, ae_every: int) -> tuple[int, float, int]:
-    """``(steps, denoise, ae_every)`` for a preset, or the given ones for ``custom``."""
+def preset_settings(name: str, steps: int, denoise: float, ae_every: int,
+                    full_decoder_steps: int = 0) -> tuple[int, float, int, int]:
+    """``(steps, denoise, ae_every, full_decoder_steps)`` for a preset, or the given ones for ``custom``."""
     require(name in PRESET_NAMES, f"preset must be one of {list(PRESET_NAMES)}, got {name!r}")
     if name == CUSTOM:
-        return steps, denoise, ae_every
+        return steps, denoise, ae_every, full_decoder_steps
     preset = PRESETS[name]
-    return preset.steps, preset.denoise, preset.ae_every
+    full = full_decoder_steps if preset.full_decoder_steps is None else preset.full_decoder_steps
+    return preset.steps, preset.denoise, preset.ae_every, full

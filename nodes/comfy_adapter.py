@@ -377,7 +377,8 @@ def throw_if_interrupted() -> None:
 
 
 _INTERRUPTIBLE_BLOCKS = ("ResnetBlock", "AttnBlock", "Upsample", "Downsample",  # VAE encoder / decoder
-                         "TimestepEmbedSequential")  # the UNet's input, middle and output blocks
+                         "TimestepEmbedSequential",  # the UNet's input, middle and output blocks
+                         "Block")  # TAESD's residual blocks
 
 
 class interruptible:  # noqa: N801 - used as a context manager, reads like one
@@ -404,9 +405,10 @@ class interruptible:  # noqa: N801 - used as a context manager, reads like one
         self.handles.clear()
 
 
-def interruptible_networks(vae: Any, model: Any) -> interruptible:
-    """:class:`interruptible` over the VAE and the diffusion model of a run."""
-    return interruptible(vae.first_stage_model, getattr(model.model, "diffusion_model", None))
+def interruptible_networks(vae: Any, model: Any, fast_vae: Any = None) -> interruptible:
+    """:class:`interruptible` over the VAE (and fast VAE) and the diffusion model of a run."""
+    fast = None if fast_vae is None or fast_vae is vae else fast_vae.first_stage_model
+    return interruptible(vae.first_stage_model, fast, getattr(model.model, "diffusion_model", None))
 
 
 def free_memory_bytes(device: torch.device) -> int:
@@ -456,7 +458,8 @@ class ComfyVAE:
 
     ``decode`` differentiates through ``first_stage_model.decode`` directly (``VAE.decode`` clamps
     and may fall back to tiles that never carry gradients); ``encode`` returns the posterior
-    mean (ComfyUI's own encode samples), scaled by the model's latent format.
+    mean (ComfyUI's own encode samples), scaled by the model's latent format. A tiny autoencoder
+    (ComfyUI's TAESD, or the demo model's own) has no posterior: its ``encode`` is used as it is.
     """
 
     def __init__(self, vae: Any, latent_format: Any, device: torch.device) -> None:
@@ -476,7 +479,10 @@ class ComfyVAE:
         """``decode`` keeping only each decoder block's input for the backward, which recomputes one
         block at a time (checkpointing the decoder as one piece would bring all its activations back
         at once in the backward: ``bench/speed.py`` measured 36 % against 90 % of the memory)."""
-        blocks = checkpointed_blocks(self.network.decoder)
+        decoder = getattr(self.network, "decoder", None)
+        if not isinstance(decoder, torch.nn.Module):  # a tiny autoencoder: checkpoint it whole
+            return checkpoint(self.decode, z, use_reentrant=False)
+        blocks = checkpointed_blocks(decoder)
         if not blocks.blocks:  # an unknown decoder layout: checkpoint it whole
             return checkpoint(self.decode, z, use_reentrant=False)
         with blocks:
@@ -488,6 +494,8 @@ class ComfyVAE:
 
     def encode_differentiable(self, x: torch.Tensor) -> torch.Tensor:
         """Posterior mean, keeping the graph when gradients are on (PSLD's gluing term)."""
+        if is_tiny_autoencoder(self.network):
+            return self.latent_format.process_in(self.network.encode(x.to(self.device, self.dtype)).float())
         moments = self.network.encoder(x.to(self.device, self.dtype))
         quant_conv = getattr(self.network, "quant_conv", None)
         if quant_conv is not None:
@@ -515,6 +523,12 @@ class checkpointed_blocks:  # noqa: N801 - used as a context manager, reads like
             del block.forward
 
 
+def is_tiny_autoencoder(network: Any) -> bool:
+    """A TAESD-style autoencoder (ComfyUI's ``comfy.taesd.taesd.TAESD`` or the demo model's tiny one):
+    deterministic ``encode``/``decode`` on raw latents, its latent scaling in ``vae_scale``/``vae_shift``."""
+    return hasattr(network, "taesd_decoder") and hasattr(network, "taesd_encoder")
+
+
 def vae_latent_channels(vae: Any) -> int:
     """Latent channels read off the network (the 2024 copy leaves ``VAE.latent_channels`` at 4
     for any VAE built from an explicit config)."""
@@ -523,6 +537,10 @@ def vae_latent_channels(vae: Any) -> int:
     for layer in (getattr(network, "post_quant_conv", None), getattr(decoder, "conv_in", None)):
         if isinstance(layer, torch.nn.Conv2d):
             return int(layer.in_channels)
+    if is_tiny_autoencoder(network):  # its first convolution takes the latents
+        first = next((m for m in network.taesd_decoder.modules() if isinstance(m, torch.nn.Conv2d)), None)
+        if first is not None:
+            return int(first.in_channels)
     return int(getattr(vae, "latent_channels", 4))
 
 
@@ -562,6 +580,54 @@ def check_vae_matches_model(vae: Any, model: Any) -> None:
             "the two do not belong together. Connect the VAE from the same loader as the model "
             "(Load Checkpoint's VAE output, or the DWGF Demo Model's for the demo model)"
         )
+
+
+def tiny_vae_latent_scaling(vae: Any) -> tuple[float, float] | None:
+    """``(scale, shift)`` a TAESD-style VAE applies to raw latents (``None`` for other VAEs): it must
+    be the model's latent format, or the tiny VAE belongs to another model's latent space."""
+    network = vae.first_stage_model
+    if not is_tiny_autoencoder(network):
+        return None
+    scale, shift = (torch.as_tensor(getattr(network, name, default)).detach()
+                    for name, default in (("vae_scale", 1.0), ("vae_shift", 0.0)))
+    return float(scale), float(shift)
+
+
+_TINY_VAE_FOR_SCALE = {0.18215: "taesd (SD 1.x/2.x)", 0.13025: "taesdxl (SDXL)", 1.5305: "taesd3 (SD3/SD3.5)",
+                       0.3611: "taef1 (Flux)"}
+
+
+def check_fast_vae(fast_vae: Any, vae: Any, model: Any) -> None:
+    """A ``fast_vae`` must work in the same latent space as the MODEL and VAE: latent channels, the
+    pixels per latent pixel (the grid), and for a TAESD-style one the latent scale and shift."""
+    fast_channels, vae_channels = vae_latent_channels(fast_vae), vae_latent_channels(vae)
+    fast_factor, vae_factor = vae_downscale_ratio(fast_vae), vae_downscale_ratio(vae)
+    if (fast_channels, fast_factor) != (vae_channels, vae_factor):
+        raise DWGFInputError(
+            f"fast_vae: it has {fast_channels} latent channels at {fast_factor}x{fast_factor} pixels per latent "
+            f"pixel, but the VAE (and MODEL) have {vae_channels} channels at {vae_factor}x{vae_factor}: connect the "
+            "tiny VAE of this model's latent space (Load VAE: taesd for SD 1.x/2.x, taesdxl for SDXL, taesd3 for "
+            "SD3, taef1 for Flux; the DWGF Demo Model's fast_vae for the demo model)")
+    scaling = tiny_vae_latent_scaling(fast_vae)
+    if scaling is None:
+        return
+    latent_format = model.model.latent_format
+    wanted = (float(latent_format.scale_factor), float(getattr(latent_format, "shift_factor", 0.0) or 0.0))
+    if any(abs(a - b) > 1e-3 * max(1.0, abs(b)) for a, b in zip(scaling, wanted, strict=True)):
+        theirs = _TINY_VAE_FOR_SCALE.get(round(scaling[0], 5), "another model")
+        ours = _TINY_VAE_FOR_SCALE.get(round(wanted[0], 5), "this model's tiny VAE")
+        raise DWGFInputError(
+            f"fast_vae: this tiny VAE scales latents by {scaling[0]:g} (shift {scaling[1]:g}), the latent space of "
+            f"{theirs}, but the MODEL's latents are scaled by {wanted[0]:g} (shift {wanted[1]:g}): connect {ours}")
+
+
+def prepare_fast_vae(fast_vae: Any, vae: Any, model: Any, autoencoder: ComfyVAE) -> ComfyVAE:
+    """The fast autoencoder of a run (checked against the model and VAE); the full VAE given as
+    ``fast_vae`` is the same autoencoder object, so the run is exactly the one without it."""
+    if fast_vae is vae:
+        return autoencoder
+    check_fast_vae(fast_vae, vae, model)
+    return prepare_vae(fast_vae, model)
 
 
 def prepare_vae(vae: Any, model: Any) -> ComfyVAE:

@@ -11,14 +11,14 @@ import torch
 
 from ..dwgf.degradation import Degradation
 from ..dwgf.errors import require
-from ..dwgf.flow import DWGFConfig, run_dwgf
+from ..dwgf.flow import FULL_DECODER_STEPS, DWGFConfig, run_dwgf
 from ..dwgf.particles import initial_particles
 from ..dwgf.schedule import NoiseLevel
 from . import comfy_adapter
 from .common import CATEGORY
 from .memory_guard import RunMemory
 from .restoration import MeasurementBatch, run_in_comfyui
-from .sampler_inputs import FASTEST, dwgf_method_inputs, dwgf_settings, memory_inputs, problem_inputs
+from .sampler_inputs import FASTEST, dwgf_method_inputs, dwgf_settings, fast_inputs, memory_inputs, problem_inputs
 
 
 def levels_from_sigmas(model: Any, sigmas: torch.Tensor) -> list[NoiseLevel]:
@@ -48,21 +48,23 @@ class DWGFCustomSampler:
     def INPUT_TYPES(cls) -> dict:
         shared = problem_inputs()
         required = {name: shared[name] for name in ("vae", "degradation", "measurement")}
-        return {"required": {**required, **dwgf_method_inputs()}, "optional": memory_inputs()}
+        return {"required": {**required, **dwgf_method_inputs()}, "optional": {**memory_inputs(), **fast_inputs()}}
 
     def sampler(self, vae: Any, degradation: Degradation, measurement: torch.Tensor, learning_rate: float,
                 prior_weight: float, ae_weight: float, decoder_noise: float,
-                memory: str = FASTEST, memory_check: bool = True) -> tuple[Any]:
-        config, run_memory = dwgf_settings(memory, memory_check, learning_rate, prior_weight, ae_weight, decoder_noise)
+                memory: str = FASTEST, memory_check: bool = True, fast_vae: Any = None,
+                full_decoder_steps: int = FULL_DECODER_STEPS) -> tuple[Any]:
+        config, run_memory = dwgf_settings(memory, memory_check, learning_rate, prior_weight, ae_weight, decoder_noise,
+                                           full_decoder_steps=full_decoder_steps)
         require(measurement.ndim == 4 and measurement.shape[0] == 1,
                 "measurement: the custom-sampling DWGF restores one image per run; use the DWGF Sampler for a batch")
         return (comfy_adapter.custom_sampler(functools.partial(run_on_sigmas, vae, degradation, measurement, config,
-                                                               run_memory)),)
+                                                               run_memory, fast_vae=fast_vae)),)
 
 
 def run_on_sigmas(vae: Any, degradation: Degradation, measurement: torch.Tensor, config: DWGFConfig,
                   memory: RunMemory, model: Any, denoiser: Any, unit_noise: torch.Tensor | None, sigmas: torch.Tensor,
-                  seed: int, device: torch.device, on_step: Any) -> torch.Tensor:
+                  seed: int, device: torch.device, on_step: Any, fast_vae: Any = None) -> torch.Tensor:
     """DWGF over the user's sigmas, its particles those of ``unit_noise`` (ComfyUI's custom-sampling call)."""
     problem = MeasurementBatch.prepare(model, vae, degradation, measurement)
     require(unit_noise is not None, "this ComfyUI did not hand the sampler its noise: update ComfyUI")
@@ -77,8 +79,10 @@ def run_on_sigmas(vae: Any, degradation: Degradation, measurement: torch.Tensor,
     if not bool(start.abs().sum() > 0):  # add_noise off: the seeded start DWGF uses anyway
         start = initial_particles(particles, problem.latent_shape, seed)
     ((operator, y),) = list(problem.measurements())
+    if fast_vae is not None and fast_vae is not vae:
+        comfy_adapter.check_fast_vae(fast_vae, vae, model)
     return run_in_comfyui(run_dwgf, config, levels, problem.latent_shape, model, vae, memory, operator, y, denoiser,
-                          device, on_step, initial=start)
+                          device, on_step, initial=start, fast_vae=fast_vae)
 
 
 NODE_CLASS_MAPPINGS = {"DWGF_CustomSampler": DWGFCustomSampler}

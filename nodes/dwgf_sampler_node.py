@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from ..dwgf.degradation import Degradation
-from ..dwgf.flow import dwgf_levels, run_dwgf
+from ..dwgf.flow import FULL_DECODER_STEPS, dwgf_levels, run_dwgf
 from ..dwgf.presets import CUSTOM, preset_settings
 from ..dwgf.schedule import REFERENCE_LAST_TIMESTEP
 from ..dwgf.warm_start import start_timestep
@@ -18,6 +18,7 @@ from .sampler_inputs import (
     FASTEST,
     dwgf_method_inputs,
     dwgf_settings,
+    fast_inputs,
     memory_inputs,
     preset_inputs,
     problem_inputs,
@@ -58,25 +59,30 @@ class DWGFSampler:
                               "tooltip": "Classifier-free guidance scale for the prior's noise prediction. "
                                          "1 = none (the reference)."}),
         })
-        return {"required": required, "optional": {**memory_inputs(), **preset_inputs(), **repulsion_inputs()}}
+        return {"required": required,
+                "optional": {**memory_inputs(), **preset_inputs(), **repulsion_inputs(), **fast_inputs()}}
 
     def sample(self, model: Any, positive: Any, negative: Any, vae: Any, degradation: Degradation,
                measurement: torch.Tensor, seed: int, steps: int, particles: int, learning_rate: float,
                prior_weight: float, ae_weight: float, decoder_noise: float, cfg: float,
                memory: str = FASTEST, memory_check: bool = True, preset: str = CUSTOM, denoise: float = 1.0,
-               ae_every: int = 1, repulsion: float = 0.0, repulsion_schedule: str = "high noise") -> tuple[dict]:
-        """An API prompt without ``preset`` runs as before the presets existed ('custom')."""
+               ae_every: int = 1, repulsion: float = 0.0, repulsion_schedule: str = "high noise",
+               fast_vae: Any = None, full_decoder_steps: int = FULL_DECODER_STEPS) -> tuple[dict]:
+        """An API prompt without ``preset`` runs as before the presets existed ('custom'); one without
+        ``fast_vae`` as before the fast path existed."""
         require_finite_inputs(cfg=cfg, denoise=denoise, repulsion=repulsion)
-        steps, denoise, ae_every = preset_settings(preset, steps, denoise, ae_every)
+        steps, denoise, ae_every, full_decoder_steps = preset_settings(preset, steps, denoise, ae_every,
+                                                                       full_decoder_steps)
         first = start_timestep(denoise, REFERENCE_LAST_TIMESTEP, steps)
         config, run_memory = dwgf_settings(memory, memory_check, learning_rate, prior_weight, ae_weight,
                                            decoder_noise, particles=particles, steps=steps, seed=seed,
                                            first_timestep=first, ae_every=ae_every, warm_start=denoise < 1.0,
-                                           repulsion=repulsion, repulsion_schedule=repulsion_schedule)
+                                           repulsion=repulsion, repulsion_schedule=repulsion_schedule,
+                                           full_decoder_steps=full_decoder_steps)
         problem = MeasurementBatch.prepare(model, vae, degradation, measurement)
         levels = dwgf_levels(comfy_adapter.model_alphas_cumprod(model), config)
         return (sample_each_measurement(run_dwgf, config, levels, problem, model, positive, negative, vae, cfg,
-                                        run_memory),)
+                                        run_memory, fast_vae=fast_vae),)
 
 
 NODE_CLASS_MAPPINGS = {"DWGF_Sampler": DWGFSampler}

@@ -52,11 +52,14 @@ def decoder_footprint(autoencoder: Any) -> DecoderFootprint:
 
 
 def check_run_memory(autoencoder: Any, latent_shape: tuple[int, int, int], particles: int, memory: RunMemory,
-                     device: torch.device) -> None:
-    """Raise a :class:`DWGFInputError` naming what fits when the run's first iteration would not."""
+                     device: torch.device, fast_autoencoder: Any = None, full_decoder_steps: int = 0) -> None:
+    """Raise a :class:`DWGFInputError` naming what fits when the run's first iteration would not.
+
+    With a ``fast_autoencoder`` (issue 25) the run decodes through it, and through the full decoder
+    only in its last ``full_decoder_steps`` iterations: the larger of the two decoders' needs counts.
+    """
     if not memory.check:
         return
-    footprint = decoder_footprint(autoencoder)
     free = comfy_adapter.free_memory_bytes(device)
     _, latent_h, latent_w = latent_shape
     factor = int(autoencoder.downscale)
@@ -64,12 +67,22 @@ def check_run_memory(autoencoder: Any, latent_shape: tuple[int, int, int], parti
     def run_of(at_once: int, checkpointed: bool) -> RunFootprint:
         return RunFootprint(latent_h, latent_w, factor, particles, at_once or particles, checkpointed, memory.psld)
 
+    uses_full = fast_autoencoder is None or fast_autoencoder is autoencoder or full_decoder_steps > 0
+    decoders = [autoencoder] if uses_full else []
+    if fast_autoencoder is not None and fast_autoencoder is not autoencoder:
+        decoders.append(fast_autoencoder)
     this = run_of(memory.particles_at_once, memory.checkpointed)
-    needed = this.working_bytes(footprint)
+    needs = [(this.working_bytes(decoder_footprint(d)), d) for d in decoders]
+    needed, worst = max(needs, key=lambda pair: pair[0])
     if needed <= free:
         return
+    footprint = decoder_footprint(worst)
     where = "the CPU" if device.type == "cpu" else str(device)
     advice = []
+    if worst is autoencoder and len(decoders) > 1:
+        fast_only = this.working_bytes(decoder_footprint(fast_autoencoder))
+        if fast_only <= free:
+            advice.append(f"full_decoder_steps 0, so only the fast VAE's decoder runs (about {format_gib(fast_only)})")
     if this.particles_at_once == particles and particles > 1:
         most = this.most_particles_at_once(footprint, free)
         advice.append(f"at most {most} particles at this size" if most >= 1 else "no particle at this size")
@@ -82,8 +95,10 @@ def check_run_memory(autoencoder: Any, latent_shape: tuple[int, int, int], parti
     advice.append(f"images up to about {side}x{side} with these settings" if side >= factor
                   else "no image size with these settings")
     height, width = latent_h * factor, latent_w * factor
+    which = ("its last iterations (the full VAE decoder)" if worst is autoencoder and len(decoders) > 1
+             else "its first iteration")
     raise DWGFInputError(
         f"memory: restoring a {height}x{width} image with {particles} particles in memory mode '{memory.mode}' "
-        f"needs about {format_gib(needed)} of working memory for its first iteration, but {where} has "
+        f"needs about {format_gib(needed)} of working memory for {which}, but {where} has "
         f"{format_gib(free)} free. What fits: {'; '.join(advice)}. Or restore a region around the damage at "
         "the model's native size. (Set memory_check to false to run anyway.)")

@@ -116,29 +116,39 @@ def require_finite_inputs(**values: float) -> None:
 
 def sample_each_measurement(run: Callable, config: Any, levels: list, problem: MeasurementBatch, model: Any,
                             positive: Any, negative: Any, vae: Any, cfg: float, memory: RunMemory,
-                            differentiable_model: bool = False) -> dict[str, Any]:
+                            differentiable_model: bool = False, fast_vae: Any = None) -> dict[str, Any]:
     """Run a core sampler (``run_dwgf`` or ``run_psld`` with its ``config``) once per measurement image
     as a ComfyUI sampler over ``levels``; returns the particles LATENT.
 
     Before the first run the memory guard compares the estimated working memory with what the device
-    has free (``memory``); Cancel is honoured inside every network call.
+    has free (``memory``); Cancel is honoured inside every network call. ``fast_vae`` (DWGF only) is
+    the tiny VAE of the early iterations (issue 25), checked against the model and VAE before any run.
     """
     comfy_adapter.check_guidance(model, cfg)
+    if fast_vae is not None and fast_vae is not vae:
+        comfy_adapter.check_fast_vae(fast_vae, vae, model)
     sigmas = torch.tensor([level.k_sigma for level in levels], dtype=torch.float64)
     results = [comfy_adapter.sample_with_comfyui(
         model, positive, negative, cfg, sigmas, (config.particles, *problem.latent_shape), config.seed,
-        functools.partial(run_in_comfyui, run, config, levels, problem.latent_shape, model, vae, memory, operator, y),
+        functools.partial(run_in_comfyui, run, config, levels, problem.latent_shape, model, vae, memory, operator, y,
+                          fast_vae=fast_vae),
         differentiable_model=differentiable_model) for operator, y in problem.measurements()]
     return particles_latent(torch.cat(results), config.particles, len(results), vae, problem.image_size)
 
 
 def run_in_comfyui(run: Callable, config: Any, levels: list, latent_shape: tuple[int, int, int], model: Any,
                    vae: Any, memory: RunMemory, operator: Any, y: torch.Tensor, denoiser: Any, device: torch.device,
-                   on_step: Callable, initial: torch.Tensor | None = None) -> torch.Tensor:
-    """One core run inside ComfyUI's sampler: the VAE made differentiable, the memory checked, the
-    networks interruptible; returns model-space latents."""
+                   on_step: Callable, initial: torch.Tensor | None = None, fast_vae: Any = None) -> torch.Tensor:
+    """One core run inside ComfyUI's sampler: the VAE (and fast VAE) made differentiable, the memory
+    checked, the networks interruptible; returns model-space latents."""
     autoencoder = comfy_adapter.prepare_vae(vae, model)
-    check_run_memory(autoencoder, latent_shape, config.particles, memory, device)
-    with comfy_adapter.interruptible_networks(vae, model):
+    extra: dict[str, Any] = {}
+    fast = None
+    if fast_vae is not None:
+        fast = comfy_adapter.prepare_fast_vae(fast_vae, vae, model, autoencoder)
+        extra["fast_autoencoder"] = fast
+    check_run_memory(autoencoder, latent_shape, config.particles, memory, device, fast_autoencoder=fast,
+                     full_decoder_steps=getattr(config, "full_decoder_steps", 0))
+    with comfy_adapter.interruptible_networks(vae, model, fast_vae):
         return run(denoiser, autoencoder, config, latent_shape, operator, y.to(device), levels=levels, device=device,
-                   callback=on_step, initial=None if initial is None else initial.to(device))
+                   callback=on_step, initial=None if initial is None else initial.to(device), **extra)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..dwgf.errors import require
-from ..dwgf.flow import DWGFConfig
+from ..dwgf.flow import FULL_DECODER_STEPS, DWGFConfig
 from ..dwgf.presets import CUSTOM, PRESET_NAMES, PRESETS
 from ..dwgf.repulsion import REPULSION_SCHEDULES
 from .common import DEGRADATION_TYPE
@@ -100,6 +100,24 @@ def preset_inputs() -> dict[str, Any]:
                                         "reconstruction D(E(x)) every k-th iteration and reuse it in between "
                                         "(1 = every iteration, the reference); saves an encoder and a decoder "
                                         "pass on the other iterations. Not in the paper."}),
+    }
+
+
+def fast_inputs() -> dict[str, Any]:
+    """The optional fast VAE and how many final iterations still use the full one (issue 25)."""
+    return {
+        "fast_vae": ("VAE", {"tooltip": "Optional: a tiny VAE of the same latent space (Load VAE: taesd for SD "
+                                        "1.x/2.x, taesdxl for SDXL, taesd3 for SD3, taef1 for Flux; files in "
+                                        "models/vae_approx; "
+                                        "the DWGF Demo Model's fast_vae for the demo model). Every iteration but the "
+                                        "last full_decoder_steps decodes through it instead of the full VAE: many "
+                                        "times cheaper in time and memory. Not in the paper; unconnected = the "
+                                        "full VAE throughout."}),
+        "full_decoder_steps": ("INT", {"default": FULL_DECODER_STEPS, "min": 0, "max": 998,
+                                       "tooltip": "With a fast_vae: how many final iterations run through the full "
+                                                  "VAE, so the result agrees with the decoder Particle Decode uses "
+                                                  "(0 = the fast VAE throughout: least memory). The 'fast' preset "
+                                                  "sets it; ignored without a fast_vae."}),
     }
 
 
