@@ -64,6 +64,10 @@ class Setting:
     time_power: float = 1.0
     ae_weight: float = quality.DWGF_SETTINGS["ae_weight"]  # item 2's ablations change these two
     last_timestep: int = 2
+    fast: bool = False  # issue 25: the demo model's tiny VAE in all but the last full_decoder_steps iterations
+    latent_data: bool = False  # issue 25: the decoder-free latent data term there instead (inpainting)
+    full_decoder_steps: int = 5
+    latent_weight: float = 1.0
 
     @property
     def key(self) -> str:
@@ -71,12 +75,21 @@ class Setting:
                   f"D(E) every {self.ae_every}" if self.ae_every > 1 else "",
                   f"time power {self.time_power:g}" if self.time_power != 1 else "",
                   f"c_ae {self.ae_weight:g}" if self.ae_weight != quality.DWGF_SETTINGS["ae_weight"] else "",
-                  f"down to t = {self.last_timestep}" if self.last_timestep != 2 else ""]
+                  f"down to t = {self.last_timestep}" if self.last_timestep != 2 else "",
+                  "fast VAE" if self.fast else "",
+                  f"latent data λ {self.latent_weight:g}" if self.latent_data else "",
+                  f"full decoder last {self.full_decoder_steps}" if self.fast or self.latent_data else ""]
         return " · ".join([f"{self.method} {self.steps}", *filter(None, extras)])
 
     @property
+    def decoder_free(self) -> bool:
+        """Most iterations leave the full decoder out (issue 25)."""
+        return self.fast or self.latent_data
+
+    @property
     def reference_form(self) -> bool:
-        return (self.denoise == 1 and self.ae_every == 1 and self.time_power == 1 and not self.ablation)
+        return (self.denoise == 1 and self.ae_every == 1 and self.time_power == 1 and not self.ablation
+                and not self.decoder_free)
 
     @property
     def ablation(self) -> bool:
@@ -84,7 +97,11 @@ class Setting:
 
 
 def images_for(setting: Setting) -> list[int]:
-    """The crops a setting runs on (the comment at ``LONG_RUN_IMAGES``)."""
+    """The crops a setting runs on (the comment at ``LONG_RUN_IMAGES``; the fast path's on ``FAST_IMAGES``)."""
+    if CROPS != "frontier":
+        return CROP_SETS[CROPS]
+    if setting.decoder_free:
+        return FAST_IMAGES
     if setting in DIAGNOSIS:
         return IMAGES[:DIAGNOSIS_IMAGES]
     if setting.steps in LONG_RUN_IMAGES and setting.method == "DWGF":
@@ -102,7 +119,24 @@ SAVINGS = [Setting("DWGF", 50, ae_every=4), Setting("DWGF", 50, time_power=0.5),
 # the lowest noise levels (where the 998-iteration trajectory loses 4–5 dB)
 DIAGNOSIS = [Setting("DWGF", 998, ae_weight=0.0), Setting("DWGF", 850, last_timestep=150)]  # 850: t = 999 … 150
 DIAGNOSIS_IMAGES = 3
-SETTINGS = [*FRONTIER, *SAVINGS, *DIAGNOSIS]
+# Issue 25: the fast path on the demo model's tiny VAE (full-decoder steps 0 / 5 / 10, 25 and 50
+# iterations, cold or warm start; the reconstruction every iteration, since the tiny VAE's is cheap),
+# and decoder-free inpainting (box inpainting only)
+RECOMMENDED = Setting("DWGF", 50, ae_every=4)
+FAST = [Setting("DWGF", steps, denoise=denoise, fast=True, full_decoder_steps=last)
+        for steps in (25, 50) for denoise in (1.0, 0.5) for last in (0, 5, 10)]
+LATENT = [Setting("DWGF", 50, latent_data=True, full_decoder_steps=5),
+          Setting("DWGF", 50, latent_data=True, full_decoder_steps=10),
+          Setting("DWGF", 50, latent_data=True, full_decoder_steps=10, latent_weight=10.0),
+          Setting("DWGF", 25, denoise=0.5, latent_data=True, full_decoder_steps=5)]
+FAST_IMAGES = IMAGES  # the 20 frontier crops
+# Where the fast preset is chosen (the settings crops: one of each held-out photograph, never used to
+# report) and checked (all 50 benchmark crops of bench/quality.py); ``--crops`` picks the set, and each
+# set's results are cached under its own key prefix
+CROP_SETS = {"settings": list(range(0, 7)), "check": quality.IMAGE_INDICES}
+CROP_PREFIX = {"frontier": "", "settings": "settings crops|", "check": "50 crops|"}
+CROPS = "frontier"
+SETTINGS = [*FRONTIER, *SAVINGS, *DIAGNOSIS, *FAST, *LATENT]
 REFERENCE_EVALS = 4 * 998 * 5
 
 
@@ -144,22 +178,29 @@ def run_dwgf_setting(bench: quality.Workbench, problem: quality.Problem, setting
     weights = {**quality.DWGF_SETTINGS, "ae_weight": setting.ae_weight}
     config = flow.DWGFConfig(steps=setting.steps, seed=0, first_timestep=first, ae_every=setting.ae_every,
                              time_power=setting.time_power, last_timestep=setting.last_timestep,
-                             warm_start=setting.denoise < 1, **weights)
+                             warm_start=setting.denoise < 1, full_decoder_steps=setting.full_decoder_steps,
+                             latent_data=setting.latent_data, latent_data_weight=setting.latent_weight, **weights)
     levels = flow.dwgf_levels(bench.adapter.model_alphas_cumprod(bench.model), config)
     trajectory = Trajectory(bench, problem, config.particles, len(levels))
 
     def solve(denoiser: Any, autoencoder: Any, shape: tuple, device: torch.device) -> torch.Tensor:
         trajectory.autoencoder = autoencoder.inner
+        fast = None
+        if setting.fast:
+            tiny = bench.adapter.prepare_fast_vae(bench.fast_vae, bench.vae, bench.model, autoencoder.inner)
+            fast = quality.CountingVAE(tiny, autoencoder.counter, prefix="fast_")
         return flow.run_dwgf(denoiser, autoencoder, config, shape, problem.degradation.operator,
                              problem.y.to(device), levels=levels, device=device, groups=problem.count,
-                             callback=trajectory)
+                             callback=trajectory, fast_autoencoder=fast)
 
     restored = bench._core_run(problem, 0, config.particles, levels, solve, differentiable=False)
     return restored, trajectory.rows
 
 
-def evaluations(calls: dict[str, float]) -> float:
-    """Network evaluations per image: forward passes plus one per backward pass (module docstring)."""
+def evaluations(calls: dict[str, float], fast: bool = False) -> float:
+    """Network evaluations per image: forward passes plus one per backward pass (module docstring) of
+    the full networks, or (``fast``) of the fast VAE alone."""
+    calls = {name: value for name, value in calls.items() if name.startswith("fast_") == fast}
     forwards = sum(calls.values())
     backwards = sum(value for name, value in calls.items() if name.endswith("_grad"))
     return forwards + backwards
@@ -186,16 +227,19 @@ def _run_job(task: str, setting: Setting, images: list[int]) -> dict[str, Any]:
     result = bench.evaluate(problem, restored)
     return {"task": task, "setting": asdict(setting), "indices": images, **result,
             "cpu_seconds_per_image": cpu_seconds, "evaluations_per_image": evaluations(result["calls_per_image"]),
+            "fast_evaluations_per_image": evaluations(result["calls_per_image"], fast=True),
             "trajectory": trajectory}
 
 
-def job_key(task: str, setting: Setting) -> str:
-    return f"{task}|{setting.key}"
+def job_key(task: str, setting: Setting, crops: str | None = None) -> str:
+    return f"{CROP_PREFIX[crops or CROPS]}{task}|{setting.key}"
 
 
 def reuse_psld_reference(cache: dict[str, Any]) -> None:
     """PSLD-1000 on the first 10 crops is exactly ``bench/quality.py --psld-reference``'s run (same
     problems, seed and settings): taken from its cache instead of spending 30 CPU-minutes again."""
+    if CROPS != "frontier":
+        return
     runs = quality.load_cache()
     for task in TASKS:
         setting = Setting("PSLD", 1000)
@@ -342,7 +386,52 @@ def diagnosis_table(cache: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def paired_stats(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float, int, int]:
+    """Per-crop PSNR differences a − b on shared crops: mean, standard deviation, wins, crops."""
+    shared = [i for i in a["indices"] if i in b["indices"]]
+    ours, theirs = (dict(zip(r["indices"], r["psnr_mean"], strict=True)) for r in (a, b))
+    diffs = [ours[i] - theirs[i] for i in shared]
+    spread = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+    return statistics.fmean(diffs), spread, sum(d > 0 for d in diffs), len(diffs)
+
+
+def fast_path_tables(cache: dict[str, Any]) -> list[str]:
+    """Issue 25: every fast setting against the recommended preset, paired on the same crops, per crop set."""
+    lines = []
+    titles = {"settings": "Settings crops 0–6 (where the fast preset is chosen)",
+              "frontier": f"Frontier crops {IMAGES[0]}–{IMAGES[-1]}",
+              "check": f"All {len(quality.IMAGE_INDICES)} benchmark crops (the check)"}
+    for crops, title in titles.items():
+        rows = []
+        for task in TASKS:
+            base = cache.get(job_key(task, RECOMMENDED, crops))
+            psld = cache.get(job_key(task, Setting("PSLD", 1000), "frontier"))
+            for setting in [RECOMMENDED, *FAST, *LATENT]:
+                run = cache.get(job_key(task, setting, crops))
+                if run is None:
+                    continue
+                versus = "–"
+                if base is not None and setting != RECOMMENDED:
+                    mean, spread, wins, count = paired_stats(run, base)
+                    versus = f"{mean:+.2f} ± {spread:.2f} ({wins}/{count})"
+                over_psld = "–"
+                if psld is not None and any(i in psld["indices"] for i in run["indices"]):
+                    mean, _, wins, count = paired_stats(run, psld)
+                    over_psld = f"{mean:+.2f} ({wins}/{count})"
+                rows.append(f"| {task} | {setting.key} | {len(run['indices'])} | {run['cpu_seconds_per_image']:.1f} | "
+                            f"{run['evaluations_per_image']:.0f} | {run.get('fast_evaluations_per_image', 0):.0f} | "
+                            f"{statistics.fmean(run['psnr_mean']):.2f} | {versus} | {over_psld} |")
+        if rows:
+            lines += [f"### {title}", "",
+                      "| task | setting | crops | CPU s / image | full-network evaluations | fast-VAE evaluations | "
+                      "PSNR mean | − recommended (paired, wins) | − PSLD-1000 (shared crops, wins) |",
+                      "|---|---|---|---|---|---|---|---|---|", *rows, ""]
+    return lines
+
+
 def write_report(cache: dict[str, Any]) -> None:
+    global CROPS
+    CROPS = "frontier"
     lines = ["# Quality against cost (bench/frontier.py)", "",
              f"Crops {IMAGES[0]}–{IMAGES[-1]} of the demo model's held-out photos: DWGF up to 50 iterations on all "
              f"{len(IMAGES)}, DWGF-998 on the first {LONG_RUN_IMAGES[998]}, every other setting on the first "
@@ -361,6 +450,13 @@ def write_report(cache: dict[str, Any]) -> None:
               "DWGF on every task and at or above PSLD-1000.", "", *preset_check(cache), "",
               "## Along the sweep (item 2)", ""]
     lines += diagnosis_table(cache)
+    lines += ["## The fast path (issue 25)", "",
+              "The demo model's tiny VAE (`fast VAE`) in every iteration but the last `full decoder last k`, or "
+              "(box inpainting) the decoder-free latent data term there (`latent data λ`); paired with the "
+              f"recommended preset ({RECOMMENDED.key}) on the same crops, seed 0. CPU seconds: one thread, "
+              "jobs sharing the machine with other work (compare within a table only). Full-network evaluations "
+              "count the UNet and the full VAE; fast-VAE evaluations the tiny VAE's forwards and backwards.", "",
+              *fast_path_tables(cache)]
     for task in TASKS:
         for steps in (50, 250, 998):
             lines += trajectory_table(cache, task, Setting("DWGF", steps))
@@ -377,7 +473,12 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="*", default=None)
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="2 crops, results under /tmp: check the script runs")
+    parser.add_argument("--crops", choices=list(CROP_PREFIX), default="frontier",
+                        help="settings: the fast settings on crops 0-6 (to choose the preset); check: the "
+                             "recommended preset and the --only settings on all 50 benchmark crops")
     options = parser.parse_args()
+    global CROPS
+    CROPS = options.crops
     if options.smoke:
         global CACHE, REPORT, PLOT, IMAGES, LONG_RUN_IMAGES
         smoke = Path("/tmp/frontier-smoke")
@@ -385,12 +486,16 @@ def main() -> None:
                                                         smoke / "frontier.png", IMAGES[:2], {998: 1})
     cache = load_cache()
     if not options.report_only:
-        settings = [s for s in SETTINGS if options.only is None or any(s.key.startswith(o) for o in options.only)]
+        candidates = {"frontier": SETTINGS, "settings": [RECOMMENDED, *FAST, *LATENT], "check": SETTINGS}[CROPS]
+        settings = [s for s in candidates if options.only is None or any(s.key.startswith(o) for o in options.only)]
+        if CROPS == "check" and RECOMMENDED not in settings:
+            settings.insert(0, RECOMMENDED)
         tasks = options.tasks or TASKS
         # DWGF-998 on deblurring and the diagnosis beyond box inpainting were over this session's CPU budget
         jobs = [(t, s) for t in tasks for s in settings
                 if (s not in DIAGNOSIS and s != Setting("DWGF", 998)) or t != TASKS[2]]
         jobs = [(t, s) for t, s in jobs if s not in DIAGNOSIS or t == TASKS[0]]
+        jobs = [(t, s) for t, s in jobs if not s.latent_data or t == TASKS[0]]  # decoder-free: inpainting only
         run_all(jobs, options.workers, cache)
     write_report(cache)
     print(f"wrote {REPORT} and {PLOT}")

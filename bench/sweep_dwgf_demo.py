@@ -98,7 +98,7 @@ class Bench:
 
     def __init__(self) -> None:
         self.nodes = comfyui_env.import_comfyui()
-        model, vae, positive, negative, _ = call_node("DWGF_DemoModel", prompt="unconditional", batch_size=1)
+        model, vae, positive, negative, *_ = call_node("DWGF_DemoModel", prompt="unconditional", batch_size=1)
         self.model, self.vae, self.positive, self.negative = model, vae, positive, negative
         self.photos, labels = call_node("DWGF_DemoHeldOutImages", which="photos", start=0, count=10000)
         self.labels = labels.split(", ")

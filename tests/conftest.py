@@ -66,7 +66,7 @@ def core(pack):
 @pytest.fixture(scope="module")
 def demo(comfy_nodes) -> dict:
     """The demo model's MODEL, VAE and conditioning ("unconditional" for both), built as ComfyUI would."""
-    model, vae, positive, negative, _ = comfyui_env.call_node("DWGF_DemoModel", prompt="unconditional", batch_size=1)
+    model, vae, positive, negative, *_ = comfyui_env.call_node("DWGF_DemoModel", prompt="unconditional", batch_size=1)
     return {"model": model, "vae": vae, "positive": positive, "negative": negative}
 
 

@@ -112,7 +112,7 @@ def test_loader_builds_real_comfyui_objects(photo_model):
     import comfy.model_patcher
     import comfy.sd
 
-    model, vae, positive, negative, latent = photo_model
+    model, vae, positive, negative, latent, *_ = photo_model
     assert isinstance(model, comfy.model_patcher.ModelPatcher)
     assert isinstance(model.model, comfy.model_base.BaseModel)
     assert model.model.latent_format.scale_factor == pytest.approx(0.18215)
@@ -227,7 +227,7 @@ def test_stock_ksampler_draws_the_prompted_digit(comfy_nodes, loader, demo_files
     correct = 0
     with torch.inference_mode():
         for digit in range(10):
-            model, vae, positive, negative, latent = loader.load(f"digit {digit}", SAMPLES_PER_DIGIT)
+            model, vae, positive, negative, latent, *_ = loader.load(f"digit {digit}", SAMPLES_PER_DIGIT)
             samples = comfy_nodes.KSampler().sample(model, 1000 + digit, 20, 3.0, "euler", "normal",
                                                     positive, negative, latent)[0]
             images = comfy_nodes.VAEDecode().decode(vae, samples)[0]

@@ -127,3 +127,25 @@ def test_psld_back_propagates_through_the_flow_transformer(comfy_nodes, random_f
             random_flow.model, random_flow.positive, random_flow.negative, random_flow.vae, degradation,
             measurement, seed=0, steps=2, particles=1, omega=-1.0, gamma=-1.0, cfg=1.0)
     assert latent["samples"].shape == (1, 16, 8, 8) and torch.isfinite(latent["samples"]).all()
+
+
+def test_the_fast_path_runs_with_comfyuis_own_tiny_vae(comfy_nodes, random_flow) -> None:
+    """Issue 25: taesd3 / taef1 (ComfyUI's TAESD class, 16 channels, random weights, loaded by its own Load VAE
+    node) as fast_vae through the DWGF Sampler: three iterations, the last through the full VAE; the
+    other flow family's tiny VAE (another latent scale and shift) is refused."""
+    import sd_architectures
+
+    degradation, measurement = problem(comfy_nodes)
+    names = {"sd3": "taesd3", "flux": "taef1"}
+    with torch.inference_mode():
+        tiny = sd_architectures.build_taesd(names[random_flow.family])
+        settings = dict(seed=0, steps=3, particles=1, learning_rate=1.0, prior_weight=0.15, ae_weight=0.1,
+                        decoder_noise=0.01, cfg=1.0, full_decoder_steps=1)
+        sampler = comfy_nodes.NODE_CLASS_MAPPINGS["DWGF_Sampler"]()
+        (latent,) = sampler.sample(random_flow.model, random_flow.positive, random_flow.negative, random_flow.vae,
+                                   degradation, measurement, fast_vae=tiny, **settings)
+        assert latent["samples"].shape == (1, 16, 8, 8) and torch.isfinite(latent["samples"]).all()
+        other = sd_architectures.build_taesd(names["flux" if random_flow.family == "sd3" else "sd3"])
+        with pytest.raises(ValueError, match="fast_vae: this tiny VAE scales latents by"):
+            sampler.sample(random_flow.model, random_flow.positive, random_flow.negative, random_flow.vae,
+                           degradation, measurement, fast_vae=other, **settings)

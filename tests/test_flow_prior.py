@@ -48,7 +48,7 @@ def test_flow_prior_is_a_comfyui_flow_matching_model(loader, comfy_nodes) -> Non
 
     adapter = comfyui_env.pack_submodule("nodes.comfy_adapter")
     with torch.inference_mode():
-        model, vae, positive, _, latent = loader.load("photo", 2, FLOW)
+        model, vae, positive, _, latent, *_ = loader.load("photo", 2, FLOW)
         eps_model = loader.load("photo", 1)[0]
     sampling = model.model.model_sampling
     assert isinstance(sampling, comfy.model_sampling.CONST)
@@ -94,7 +94,7 @@ def test_stock_ksampler_draws_the_prompted_digit_from_the_flow_prior(loader, com
     correct = 0
     with torch.inference_mode():
         for digit in range(10):
-            model, vae, positive, negative, latent = loader.load(f"digit {digit}", SAMPLES_PER_DIGIT, FLOW)
+            model, vae, positive, negative, latent, *_ = loader.load(f"digit {digit}", SAMPLES_PER_DIGIT, FLOW)
             samples = comfy_nodes.KSampler().sample(model, 1000 + digit, 20, 3.0, "euler", "normal",
                                                     positive, negative, latent)[0]
             images = comfy_nodes.VAEDecode().decode(vae, samples)[0]
@@ -115,7 +115,7 @@ def test_dwgf_on_the_flow_prior_beats_the_measurement_alone(loader, comfy_nodes)
     photos, _ = call_node("DWGF_DemoHeldOutImages", which="photos", start=0, count=10000)
     clean = photos[TEST_INDICES].contiguous()
     with torch.inference_mode():
-        model, vae, _, negative, _ = loader.load("unconditional", 1, FLOW)
+        model, vae, _, negative, *_ = loader.load("unconditional", 1, FLOW)
     inputs = {**node_defaults("DWGF_DegradationOperator"), "operator": "inpaint box (centre)", "box_fraction": 0.5}
     inputs.update(image=clean, image_is="clean (simulate the measurement)", sigma_y=0.001, seed=0)
     degradation, measurement, pseudo_inverse = call_node("DWGF_DegradationOperator", **inputs)

@@ -70,7 +70,7 @@ def test_attention_peaks_at_several_times_what_it_keeps_even_checkpointed() -> N
 def test_the_sampler_refuses_what_does_not_fit_and_the_override_runs_it(comfy_nodes, monkeypatch) -> None:
     from comfyui_env import call_node, node_defaults, pack_submodule
 
-    model, vae, _, unconditional, _ = call_node("DWGF_DemoModel", prompt="unconditional", batch_size=1)
+    model, vae, _, unconditional, *_ = call_node("DWGF_DemoModel", prompt="unconditional", batch_size=1)
     degradation, measurement, _ = call_node("DWGF_DegradationOperator", **{
         **node_defaults("DWGF_DegradationOperator"), "image": torch.rand(1, 64, 64, 3),
         "image_is": "clean (simulate the measurement)", "operator": "inpaint box (centre)"})

@@ -77,7 +77,7 @@ def test_psld_beats_the_measurement_only_estimate(comfy_nodes, operator, min_gai
     27 dB, D(E(A†y)) of a ×4 measurement is a strong estimate (bench/results/quality.md compares
     PSLD with it on 50 crops).
     """
-    model, vae, _, negative, _ = call_node("DWGF_DemoModel", prompt="unconditional", batch_size=1)
+    model, vae, _, negative, *_ = call_node("DWGF_DemoModel", prompt="unconditional", batch_size=1)
     crops = [call_node("DWGF_DemoHeldOutImages", which="photos", start=s, count=c)[0]
              for s, c in ((7, 1), (9, 2), (12, 1))]
     images = torch.cat(crops)

@@ -83,3 +83,25 @@ def test_k_diffusion_route_gives_the_models_own_noise_prediction(comfy_nodes, ra
     alpha, sigma = level.alpha, level.sigma
     expected = raw if random_sd.family == "sd15" else alpha * raw + sigma * z_t  # v = α ε − σ z0
     assert torch.allclose(ours, expected, atol=2e-3 * expected.abs().max().item())
+
+
+def test_the_fast_path_runs_with_comfyuis_own_tiny_vae(comfy_nodes, random_sd) -> None:
+    """Issue 25: ComfyUI's TAESD of the family (taesd / taesdxl, random weights, loaded by its own Load VAE
+    node) as fast_vae: three iterations, the last through the full VAE; another family's refused."""
+    import sd_architectures
+
+    node = comfy_nodes.NODE_CLASS_MAPPINGS
+    image = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        tiny = sd_architectures.build_taesd(sd_architectures.FAMILY_TAESD[random_sd.family])
+        degradation, measurement, _ = node["DWGF_DegradationOperator"]().build(
+            image, "clean (simulate the measurement)", "inpaint box (centre)", 4, 61, 3.0, 0.5, 0.3, 0.5, 0.001, 0)
+        settings = dict(seed=0, steps=3, particles=1, learning_rate=1.0, prior_weight=0.15, ae_weight=0.1,
+                        decoder_noise=0.01, cfg=1.0, full_decoder_steps=1)
+        (latent,) = node["DWGF_Sampler"]().sample(random_sd.model, random_sd.positive, random_sd.negative,
+                                                  random_sd.vae, degradation, measurement, fast_vae=tiny, **settings)
+        assert latent["samples"].shape == (1, 4, 8, 8) and torch.isfinite(latent["samples"]).all()
+        other = sd_architectures.build_taesd("taesdxl" if random_sd.family != "sdxl" else "taesd")
+        with pytest.raises(ValueError, match="fast_vae: this tiny VAE scales latents by"):
+            node["DWGF_Sampler"]().sample(random_sd.model, random_sd.positive, random_sd.negative, random_sd.vae,
+                                          degradation, measurement, fast_vae=other, **settings)

@@ -17,7 +17,7 @@ from comfyui_env import call_node  # noqa: E402
 
 def main() -> None:
     comfyui_env.import_comfyui()
-    _, vae, _, _, _ = call_node("DWGF_DemoModel", prompt="unconditional", batch_size=1)
+    _, vae, *_ = call_node("DWGF_DemoModel", prompt="unconditional", batch_size=1)
     photos, _ = call_node("DWGF_DemoHeldOutImages", which="photos", start=0, count=10000)
     (latent,) = call_node("VAEEncode", vae=vae, pixels=photos)
     (mirrored,) = call_node("VAEEncode", vae=vae, pixels=photos.flip(2).contiguous())

@@ -73,7 +73,7 @@ def main() -> None:
             if options.prompts and prompt not in options.prompts:
                 continue
             count = options.scored if prompt.startswith("digit") else options.columns
-            model, vae, positive, negative, latent = loader.load(prompt, max(count, options.columns), options.prior)
+            model, vae, positive, negative, latent, *_ = loader.load(prompt, max(count, options.columns), options.prior)
             samples = nodes.KSampler().sample(model, 1234 + index, options.steps, options.cfg, options.sampler,
                                               options.scheduler, positive, negative, latent)[0]
             images = nodes.VAEDecode().decode(vae, samples)[0]
