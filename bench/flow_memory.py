@@ -1,4 +1,5 @@
-"""Memory of one DWGF iteration on SD3 and Flux at 1024², per memory mode, estimated on the CPU (issue 18).
+"""Memory of one DWGF iteration on SD3 and Flux at 1024², per memory mode, estimated on the CPU (issue 18);
+and with a tiny decoder (TAESD) as the fast autoencoder, for SDXL, SD3.5 medium and Flux dev (issue 25).
 
 No GPU and no checkpoint here, so the figure is put together from parts that can be measured:
 
@@ -16,9 +17,16 @@ No GPU and no checkpoint here, so the figure is put together from parts that can
   ratio measured on SD 1.5), for 4 particles at 1024²;
 * **PSLD** (back-propagates through the transformer): the bytes autograd saves through the
   reduced-depth model, per block, times the full block count.
+* **the fast path** (issue 25): ComfyUI's TAESD of the family (taesdxl, taesd3, taef1; random weights,
+  ``tools/sd_architectures.build_taesd``) probed exactly as the memory guard probes the full decoder;
+  a run with ``full_decoder_steps`` 0 back-propagates only through it, one with ``full_decoder_steps`` > 0
+  also through the full decoder in its last iterations, so the larger of the two counts. SDXL's UNet is
+  measured like the transformers (its forward peak fitted over latent pixels). Which memory mode is the
+  fastest that fits a 24 GiB card is read off weights (SDXL fp16, SD3.5 bf16, Flux dev fp8 — 1 byte per
+  parameter — beside bf16) + 1 GiB of CUDA context + the iteration's working memory.
 
-Run: ``.venv/bin/python bench/flow_memory.py`` (about 3 minutes); writes ``bench/results/flow_memory.json``
-and ``.md``.
+Run: ``.venv/bin/python bench/flow_memory.py [sdxl sd3 flux]`` (about 5 minutes, ~8 GB of RAM for SDXL);
+writes ``bench/results/flow_memory.json`` and ``.md``; a rerun keeps the families already measured.
 """
 
 from __future__ import annotations
@@ -43,11 +51,23 @@ SIDES = (16, 24, 32)  # latent sides of the transformer probes (64 … 256 token
 TARGET_LATENT = 128  # 1024² images
 PARTICLES = 4
 BLOCKS = {"sd3": ("joint_blocks",), "flux": ("double_blocks", "single_blocks")}
+FAMILIES = ("sdxl", "sd3", "flux")
+NAMES = {"sdxl": "SDXL", "sd3": "SD3.5 medium", "flux": "Flux dev"}
+# bytes per weight as usually loaded on a 24 GB card: SDXL fp16, SD3.5 medium bf16, Flux dev fp8 (e4m3fn)
+WEIGHT_BYTES = {"sdxl": 2, "sd3": 2, "flux": 1}
+CARD_GIB = 24.0
+CUDA_CONTEXT_GIB = 1.0
+FULL_DECODER_STEPS = (0, 5)  # with a fast VAE: 0 = never the full decoder's backward; > 0 = in the last iterations
 
 
 def full_parameters(family: str) -> int:
-    """The full-depth transformer's parameter count, built on the meta device."""
-    config = sd_architectures.flow_model_config(family, full_depth=True)
+    """The full-depth denoiser's parameter count, built on the meta device."""
+    if family == "sdxl":
+        import comfy.supported_models
+
+        config = comfy.supported_models.SDXL(dict(sd_architectures.UNET_CONFIGS["sdxl"]))
+    else:
+        config = sd_architectures.flow_model_config(family, full_depth=True)
     config.set_inference_dtype(torch.bfloat16, None)
     base = config.get_model({}, "", device=torch.device("meta"))
     return sum(p.numel() for p in base.diffusion_model.parameters())
@@ -58,11 +78,14 @@ def block_count(network: torch.nn.Module, family: str) -> int:
 
 
 def call_transformer(base, family: str, side: int, grad: bool) -> torch.Tensor:
-    context, extras = sd_architectures.conditioning(family, tokens=16)[0]
+    context, extras = sd_architectures.conditioning(family, tokens=16 if family != "sdxl" else 77)[0]
     conds = {"y": extras["pooled_output"]}
+    if family == "sdxl":  # the UNet's class vector: pooled text + size conditions (2816 wide)
+        conds = {"y": torch.randn(1, sd_architectures.UNET_CONFIGS["sdxl"]["adm_in_channels"])}
     if "guidance" in extras:
         conds["guidance"] = torch.tensor([extras["guidance"]])
-    x = torch.randn(1, 16, side, side, requires_grad=grad)
+    channels = 4 if family == "sdxl" else 16
+    x = torch.randn(1, channels, side, side, requires_grad=grad)
     with torch.set_grad_enabled(grad):
         return base.apply_model(x, torch.tensor([0.5]), c_crossattn=context, **conds), x
 
@@ -88,8 +111,13 @@ def saved_per_block(model, adapter, family: str, side: int) -> float:
     return sum(saved.values()) / block_count(network, family)
 
 
-def fit_tokens(peaks: list[float]) -> tuple[float, float, float]:
-    tokens = [float((side // 2) ** 2) for side in SIDES]
+def tokens_of(family: str, latent_side: int) -> float:
+    """The fit's variable: image tokens (2×2 latent patches) for the transformers, latent pixels for the UNet."""
+    return float(latent_side**2 if family == "sdxl" else (latent_side // 2) ** 2)
+
+
+def fit_tokens(peaks: list[float], family: str) -> tuple[float, float, float]:
+    tokens = [tokens_of(family, side) for side in SIDES]
     design = torch.tensor([[1.0, t, t * t] for t in tokens], dtype=torch.float64)
     a, b, c = torch.linalg.solve(design, torch.tensor(peaks, dtype=torch.float64)).tolist()
     return a, b, c
@@ -98,17 +126,34 @@ def fit_tokens(peaks: list[float]) -> tuple[float, float, float]:
 def measure(family: str, pack_memory, memory_guard, adapter, modes: dict) -> dict:
     with torch.inference_mode():
         random = sd_architectures.build_random_sd(family, torch.bfloat16)
+        tiny = sd_architectures.build_taesd(sd_architectures.FAMILY_TAESD[family])
     base = random.model.model
-    tokens = (TARGET_LATENT // 2) ** 2
-    a, b, c = fit_tokens(forward_peaks(base, family))
+    tokens = tokens_of(family, TARGET_LATENT)
+    a, b, c = fit_tokens(forward_peaks(base, family), family)
     autoencoder = adapter.prepare_vae(random.vae, random.model)
+    fast = adapter.prepare_fast_vae(tiny, random.vae, random.model, autoencoder)
     footprint = memory_guard.decoder_footprint(autoencoder)
-    decoder = {}
+    fast_footprint = memory_guard.decoder_footprint(fast)
+    decoder, fast_decoder = {}, {}
     for name, (chunk, checkpointed) in modes.items():
         run = pack_memory.RunFootprint(TARGET_LATENT, TARGET_LATENT, 8, PARTICLES, chunk or PARTICLES, checkpointed)
         decoder[name] = run.working_bytes(footprint) / GIB
+        fast_decoder[name] = run.working_bytes(fast_footprint) / GIB
     full = full_parameters(family)
     vae_parameters = sum(p.numel() for p in random.vae.first_stage_model.parameters())
+    taesd_parameters = sum(p.numel() for p in tiny.first_stage_model.parameters())
+    fast_entries = {"taesd_parameters": taesd_parameters, "taesd_weights_gib_fp32": 4 * taesd_parameters / GIB,
+                    "fast_decoder_footprint_bytes": [fast_footprint.constant, fast_footprint.linear,
+                                                     fast_footprint.quadratic],
+                    "fast_decoder_working_gib_by_mode": fast_decoder,
+                    "weight_bytes_per_parameter": WEIGHT_BYTES[family]}
+    if family == "sdxl":  # DWGF never back-propagates through the UNet; PSLD on SDXL is not estimated here
+        return {"transformer_parameters_full_depth": full, "transformer_weights_gib_bf16": 2 * full / GIB,
+                "vae_parameters": vae_parameters, "vae_weights_gib_fp32": 4 * vae_parameters / GIB,
+                "transformer_forward_peak_fit_bytes": [a, b, c],
+                "transformer_forward_peak_gib_linear": (a + b * tokens) / GIB,
+                "transformer_forward_peak_gib_with_cpu_attention_scores": (a + b * tokens + c * tokens**2) / GIB,
+                "particles": PARTICLES, "decoder_working_gib_by_mode": decoder, **fast_entries}
     per_block = saved_per_block(random.model, adapter, family, 32)
     per_block_at_target = per_block * tokens / 256  # saved activations grow linearly with tokens (+ text)
     blocks_full = sum(sd_architectures.FULL_DEPTHS[family].get(k, 0) for k in ("num_blocks", "depth",
@@ -126,6 +171,7 @@ def measure(family: str, pack_memory, memory_guard, adapter, modes: dict) -> dic
         "psld_saved_gib_per_block_one_particle": per_block_at_target / GIB,
         "psld_saved_gib_full_depth_one_particle": per_block_at_target * blocks_full / GIB,
         "full_depth_blocks": blocks_full,
+        **fast_entries,
     }
 
 
@@ -163,7 +209,60 @@ def report(results: dict) -> str:
               "(the denoiser runs before any decoder graph exists), so an iteration needs the weights plus the "
               "larger of the two. Not measured on a GPU (none was lent); the decoder figures carry the memory "
               "guard's safety margin (peak 1.25× the saved bytes, measured 1.15× on SD 1.5)."]
+    lines += ["", *fast_report(results)]
     return "\n".join(lines) + "\n"
+
+
+def iteration_gib(r: dict, mode: str, fast: bool, full_decoder_steps: int, weight_bytes: int) -> float:
+    """Weights + CUDA context + the larger of the denoiser's forward and the decoders' working memory."""
+    at_once = PARTICLES if mode.startswith("fastest") else 1  # the denoiser runs on the same chunks
+    decoders = []
+    if not fast or full_decoder_steps > 0:
+        decoders.append(r["decoder_working_gib_by_mode"][mode])
+    if fast:
+        decoders.append(r["fast_decoder_working_gib_by_mode"][mode])
+    weights = (weight_bytes * r["transformer_parameters_full_depth"] / GIB + r["vae_weights_gib_fp32"]
+               + (r["taesd_weights_gib_fp32"] if fast else 0.0))
+    return weights + CUDA_CONTEXT_GIB + max(at_once * r["transformer_forward_peak_gib_linear"], *decoders)
+
+
+def fast_report(results: dict) -> list[str]:
+    """The fast path's memory: the tiny decoder's working memory and what fits a 24 GiB card."""
+    families = [f for f in FAMILIES if f in results and "fast_decoder_working_gib_by_mode" in results[f]]
+    if not families:
+        return []
+    modes = list(results[families[0]]["decoder_working_gib_by_mode"])
+    lines = ["## With a tiny decoder as the fast VAE (issue 25), 1024², 4 particles", "",
+             "Decoder working memory (GiB), the memory guard's estimate from probing each decoder:", "",
+             "| decoder, mode | " + " | ".join(NAMES[f] for f in families) + " |", "|---" * (len(families) + 1) + "|"]
+    for mode in modes:
+        lines.append(f"| full VAE, *{mode}* | " + " | ".join(
+            f"{results[f]['decoder_working_gib_by_mode'][mode]:.1f}" for f in families) + " |")
+    for mode in modes:
+        lines.append(f"| TAESD, *{mode}* | " + " | ".join(
+            f"{results[f]['fast_decoder_working_gib_by_mode'][mode]:.2f}" for f in families) + " |")
+    lines.append("| TAESD parameters | " + " | ".join(
+        f"{results[f]['taesd_parameters'] / 1e6:.2f} M" for f in families) + " |")
+    lines += ["", f"Whole iteration (GiB): weights + {CUDA_CONTEXT_GIB:.0f} GiB CUDA context + the larger of the "
+              "denoiser's forward (GPU attention) and the decoders' working memory. Weights: "
+              + ", ".join(f"{NAMES[f]} {WEIGHT_BYTES[f] * results[f]['transformer_parameters_full_depth'] / GIB:.1f}"
+                          f" GiB ({'fp8' if WEIGHT_BYTES[f] == 1 else 'fp16/bf16'})" for f in families)
+              + "; the VAE fp32, text encoders not counted (ComfyUI offloads them after encoding).", "",
+              "| model | fast VAE | full_decoder_steps | " + " | ".join(f"*{m.split(' (')[0]}*" for m in modes)
+              + f" | fastest mode that fits {CARD_GIB:.0f} GiB |", "|---" * (len(modes) + 4) + "|"]
+    for family in families:
+        r = results[family]
+        variants = [(False, 0, "–")] + [(True, k, str(k) if k else "0") for k in FULL_DECODER_STEPS]
+        for fast, steps, label in variants:
+            totals = [iteration_gib(r, mode, fast, steps, WEIGHT_BYTES[family]) for mode in modes]
+            fitting = next((m for m, total in zip(modes, totals, strict=True) if total <= CARD_GIB), None)
+            lines.append(f"| {NAMES[family]} | {'TAESD' if fast else 'no'} | {label} | "
+                         + " | ".join(f"{t:.1f}" for t in totals) + f" | {fitting or 'none'} |")
+    lines += ["", "With full_decoder_steps > 0 the full decoder's backward still runs in the last iterations, so the "
+              "run needs what it needs without the fast VAE; only full_decoder_steps 0 takes the full decoder's "
+              "backward out (the warm start's encoder and the final VAE Decode run without gradient, outside "
+              "this peak)."]
+    return lines
 
 
 def main() -> None:
@@ -171,12 +270,17 @@ def main() -> None:
     sub = comfyui_env.pack_submodule
     pack_memory, memory_guard, adapter = sub("dwgf.memory"), sub("nodes.memory_guard"), sub("nodes.comfy_adapter")
     modes = sub("nodes.sampler_inputs").MEMORY_MODES
-    torch.set_num_threads(2)
-    results = {}
-    for family in ("sd3", "flux"):
+    torch.set_num_threads(1)
+    path = RESULTS / "flow_memory.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    for family in [f for f in sys.argv[1:] or FAMILIES if f in FAMILIES]:
+        if "fast_decoder_working_gib_by_mode" in results.get(family, {}):
+            continue  # measured: a rerun resumes
         results[family] = measure(family, pack_memory, memory_guard, adapter, modes)
         print(family, json.dumps(results[family], indent=1), flush=True)
         comfyui_env.unload_models()
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=1) + "\n")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "flow_memory.json").write_text(json.dumps(results, indent=1) + "\n")
     (RESULTS / "flow_memory.md").write_text(report(results))

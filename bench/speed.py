@@ -35,6 +35,15 @@ without its caching and fragmentation. Also recorded: the bytes autograd saves f
 (``saved_tensors_hooks``, deduplicated by storage, parameters excluded), and the peak inside the
 UNet call versus the rest. On CUDA: ``torch.cuda.max_memory_allocated`` above the start.
 
+**The fast path (issue 25)**: the tiny decoders (ComfyUI's own TAESD class, loaded by its ``VAELoader`` from
+random-weight files, ``tools/sd_architectures.build_taesd``) timed per network beside the full VAE and the
+denoiser in one run — SD 1.5 at 512², SDXL, SD3.5 medium and Flux dev at 1024² (the flow transformers at
+reduced depth, each block timed and the full depth composed from the per-block times) — and a few whole
+DWGF iterations with the fast path through ``run_dwgf`` (SD 1.5, 256²) against the same composition.
+Where a full decoder's backward cannot run here (1024²: ~23 GiB saved for backward per particle), it is
+timed at 512² and scaled by the full decoder's own measured no-grad 1024²/512² ratio. ``speed_report``
+composes each preset's whole-run cost from these times. ``--only-fast`` runs this part alone.
+
 Run: ``.venv/bin/python bench/speed.py`` (≈ 40 min of CPU time on one thread, 24 GB of RAM; cached in
 ``bench/results/speed.json``, a rerun skips what is there; ``--fresh`` re-measures;
 ``--report-only`` rewrites ``speed.md`` from the cache; ``--quick`` is a 2-minute smoke run at 64²).
@@ -43,6 +52,7 @@ Run: ``.venv/bin/python bench/speed.py`` (≈ 40 min of CPU time on one thread, 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -65,12 +75,20 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 
 import comfyui_env  # noqa: E402
-from speed_report import ALL_MODES, DWGF_NETWORK_CALLS, MEMORY_MODE_NAMES, MIB, PROPOSED_MODE, write_report  # noqa: E402
+from speed_report import (  # noqa: E402
+    ALL_MODES,
+    AUTOENCODER_CALLS,
+    DWGF_NETWORK_CALLS,
+    MEMORY_MODE_NAMES,
+    MIB,
+    PROPOSED_MODE,
+    write_report,
+)
 
 RESULTS = REPO / "bench" / "results"
 CLEAN = "clean (simulate the measurement)"
 TASK = "inpaint box (DWGF reference)"
-FAMILY_DTYPES = {"sd15": torch.float32, "sdxl": torch.bfloat16}
+FAMILY_DTYPES = {"sd15": torch.float32, "sdxl": torch.bfloat16, "sd3": torch.bfloat16, "flux": torch.bfloat16}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -598,6 +616,238 @@ def psld_components(pack: Pack, models: Models, case: Case, repeats: int) -> dic
 
 
 # ---------------------------------------------------------------------------------------------
+# The fast path (issue 25): tiny decoders against the full ones, per network, in one run
+# ---------------------------------------------------------------------------------------------
+SCALING_VAE = "kl-f8-4ch"  # the 16-channel VAE differs only in its first and last layers: scaled like it
+# The 16-channel VAE and TAESD (SD3, Flux) are their 4-channel twins but for the first convolution of each
+# decoder and the last of each encoder (4 or 16 latent channels at the latent resolution, < 0.1 % of the
+# arithmetic): they are timed as those twins, which the 4-channel families measure anyway.
+FULL_VAE_ID = {"sd15": "kl-f8-4ch", "sdxl": "kl-f8-4ch", "sd3": "kl-f8-4ch", "flux": "kl-f8-4ch"}
+TAESD_ID = {"sd15": "taesd-4ch", "sdxl": "taesd-4ch", "sd3": "taesd-4ch", "flux": "taesd-4ch"}
+FLOW_TEXT_TOKENS = {"sd3": 154, "flux": 256}  # ComfyUI's padding: SD3 77 CLIP + 77 T5, Flux 256 T5 tokens
+FLOW_BLOCK_GROUPS = {"sd3": {"joint_blocks": "num_blocks"},
+                     "flux": {"double_blocks": "depth", "single_blocks": "depth_single_blocks"}}
+
+
+@dataclass(frozen=True)
+class FastPlan:
+    """What one family contributes: its denoiser at ``size``, and which autoencoder timings it needs."""
+
+    family: str
+    size: int  # the image side the preset costs are composed at
+    graph_size: int  # the full decoder's forward with graph and backward are timed here (≤ size)
+    check_size: int = 0  # whole fast-path iterations through run_dwgf at this size (0: none)
+
+    def network_jobs(self) -> list[tuple[str, str, int, tuple[str, ...]]]:
+        """``(kind, network id, size, calls)`` the family needs timed (kind: full or fast autoencoder)."""
+        full = FULL_VAE_ID[self.family]
+        jobs = [("full", full, self.graph_size, AUTOENCODER_CALLS)]
+        if self.size != self.graph_size and full == SCALING_VAE:  # the no-grad size ratio, measured once
+            jobs.append(("full", full, self.size, ("decoder_no_grad", "encoder")))
+        jobs.append(("fast", TAESD_ID[self.family], self.size, AUTOENCODER_CALLS))
+        return jobs
+
+
+def fast_plans(args: argparse.Namespace) -> list[FastPlan]:
+    plans = []
+    for family in args.fast_families:
+        if family == "sd15":
+            plans.append(FastPlan("sd15", args.fast_size, min(args.fast_graph_size, args.fast_size),
+                                  args.fast_check_size))
+        else:
+            plans.append(FastPlan(family, args.fast_large_size, min(args.fast_graph_size, args.fast_large_size)))
+    return plans
+
+
+def fast_missing(fast: dict[str, Any], plan: FastPlan) -> dict[str, Any]:
+    """The parts of ``plan`` not in the cache yet."""
+    networks = fast.setdefault("networks", {})
+    jobs = [job for job in plan.network_jobs()
+            if not all(call in networks.get(f"{job[1]}/{job[2]}px", {}) for call in job[3])]
+    return {"denoiser": f"{plan.family}/{plan.size}px" not in fast.setdefault("denoisers", {}),
+            "check": bool(plan.check_size)
+            and f"{plan.family}/{plan.check_size}px" not in fast.setdefault("checks", {}),
+            "jobs": jobs}
+
+
+def build_fast_models(pack: Pack, family: str, dtype: torch.dtype) -> Models:
+    """The family's networks; the flow models with ComfyUI's prompt length (their attention grows with it)."""
+    import sd_architectures
+
+    if family not in FLOW_TEXT_TOKENS:
+        return build_models(pack, family, dtype)
+    tokens = FLOW_TEXT_TOKENS[family]
+    with torch.inference_mode():
+        sd = sd_architectures.RandomSD(family, sd_architectures.build_flow_model(family, dtype),
+                                       sd_architectures.build_vae(latent_channels=16),
+                                       sd_architectures.conditioning(family, tokens=tokens, seed=2),
+                                       sd_architectures.conditioning(family, tokens=tokens, seed=3))
+    return Models(family, sd, pack.adapter.torch_device(), pack.adapter.model_latent_channels(sd.model),
+                  pack.adapter.vae_downscale_ratio(sd.vae))
+
+
+def run_fast_plan(args: argparse.Namespace, cache: dict[str, Any], cache_path: Path) -> None:
+    """Measure every missing part of the fast-path plan, one family at a time, saving after each part."""
+    import sd_architectures
+
+    fast = cache.setdefault("fast", {})
+    pack = Pack()
+    for plan in fast_plans(args):
+        todo = fast_missing(fast, plan)
+        if not (todo["denoiser"] or todo["check"] or todo["jobs"]):
+            continue
+        started = time.perf_counter()
+        models = build_fast_models(pack, plan.family, dtype_for(plan.family, args))
+        with torch.inference_mode():
+            tiny = sd_architectures.build_taesd(sd_architectures.FAMILY_TAESD[plan.family])
+        print(f"[fast {plan.family}] built in {time.perf_counter() - started:.0f} s", flush=True)
+        fast.setdefault("models", {})[plan.family] = {
+            "denoiser": module_bytes(models.sd.model.model.diffusion_model),
+            "vae": module_bytes(models.sd.vae.first_stage_model), "taesd": module_bytes(tiny.first_stage_model),
+            "dtype": str(dtype_for(plan.family, args))}
+        if todo["check"]:
+            record(fast["checks"], f"{plan.family}/{plan.check_size}px", cache_path, cache,
+                   functools.partial(fast_check, pack, models, tiny, plan.check_size, args))
+        if todo["denoiser"]:
+            record(fast["denoisers"], f"{plan.family}/{plan.size}px", cache_path, cache,
+                   functools.partial(denoiser_step, pack, models, plan.size, args.fast_denoiser_steps))
+        if todo["jobs"]:
+            autoencoders = {"full": pack.adapter.prepare_vae(models.sd.vae, models.sd.model)}
+            autoencoders["fast"] = pack.adapter.prepare_fast_vae(tiny, models.sd.vae, models.sd.model,
+                                                                 autoencoders["full"])
+            models.sd.model = None  # only the autoencoders from here on: the denoiser's weights go
+            release_models()
+            for kind, network, size, calls in todo["jobs"]:
+                key = f"{network}/{size}px"
+                entry = dict(fast["networks"].get(key, {}))
+                entry.update(time_autoencoder(pack, autoencoders[kind], models.latent_shape(1, size), calls,
+                                              args.fast_repeats if kind == "fast" else 1))
+                fast["networks"][key] = entry
+                save_cache(cache_path, cache)
+                print(f"[fast {key}] " + ", ".join(f"{k} {v['cpu']:.2f}" for k, v in entry.items()), flush=True)
+            del autoencoders
+        del models, tiny
+        release_models()
+
+
+def record(table: dict[str, Any], key: str, cache_path: Path, cache: dict[str, Any], measure: Callable) -> None:
+    started = time.perf_counter()
+    table[key] = measure()
+    table[key]["run_seconds"] = time.perf_counter() - started
+    save_cache(cache_path, cache)
+    print(f"[fast {key}] done in {table[key]['run_seconds']:.0f} s", flush=True)
+    gc.collect()
+
+
+def time_autoencoder(pack: Pack, autoencoder: Any, shape: tuple[int, ...], calls: tuple[str, ...],
+                     repeats: int) -> dict[str, dict[str, float]]:
+    """The autoencoder's calls in one DWGF iteration, each alone at ``shape`` (median of ``repeats``)."""
+    flow = pack.flow
+    device = autoencoder.device
+    timer = ComponentTimer(device, probe_memory=False)
+    z = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
+    with torch.inference_mode(False), torch.enable_grad():
+        for _ in range(repeats):
+            time_autoencoder_calls(flow, timer, autoencoder, z, calls)
+    return timer.summary()
+
+
+def time_autoencoder_calls(flow: Any, timer: ComponentTimer, autoencoder: Any, z: torch.Tensor,
+                           calls: tuple[str, ...], prefix: str = "") -> None:
+    """One timing of each of ``calls``: decoder forward with graph and its backward, decoder without
+    gradient (the reconstruction's D), encoder (its E)."""
+    image = None
+    if "decoder_forward" in calls:
+        leaf = z.clone().requires_grad_(True)
+        x = timer(prefix + "decoder_forward", lambda: flow.decode_with_graph(autoencoder, leaf, False))
+        if "decoder_backward" in calls:
+            timer(prefix + "decoder_backward", lambda: torch.autograd.backward(x.square().mean(), inputs=[leaf]))
+        image = x.detach()
+        del x, leaf
+    if "decoder_no_grad" in calls:
+        image = timer(prefix + "decoder_no_grad", lambda: flow.decode_particles(autoencoder, z))
+    if "encoder" in calls:
+        if image is None:
+            image = flow.decode_particles(autoencoder, z)
+        timer(prefix + "encoder", lambda: autoencoder.encode(image))
+
+
+def denoiser_step(pack: Pack, models: Models, size: int, steps: int) -> dict[str, Any]:
+    """One ComfyUI sampler step (euler, cfg 1, batch 1) = one denoiser forward; for the reduced-depth flow
+    transformers each block is timed too, so the published depth can be composed."""
+    case = Case(models.family, size, 1)
+    groups = FLOW_BLOCK_GROUPS.get(models.family, {})
+    network = models.sd.model.model.diffusion_model
+    blocks: dict[str, list[dict[str, float]]] = {name: [] for name in groups}
+    handles = []
+    for name in groups:
+        for block in getattr(network, name):
+            since: list[tuple[float, float]] = []
+            handles.append(block.register_forward_pre_hook(lambda *_, since=since: since.append(clock())))
+            handles.append(block.register_forward_hook(
+                lambda *_, since=since, name=name: blocks[name].append(elapsed(since.pop()))))
+    try:
+        result = ksampler_steps(pack, models, case, steps)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if groups:
+        import sd_architectures
+
+        reduced = {name: len(getattr(network, name)) for name in groups}
+        full = {name: sd_architectures.FULL_DEPTHS[models.family][key] for name, key in groups.items()}
+        # the calls of the timed steps (the first step is the warm-up)
+        per_block = {name: median_timing(calls[reduced[name]:] or calls) for name, calls in blocks.items()}
+        result.update(blocks=per_block, reduced_depth=reduced, full_depth=full,
+                      full_depth_step={c: result["step"][c] + sum((full[n] - reduced[n]) * per_block[n][c]
+                                                                  for n in groups) for c in ("wall", "cpu")})
+    return result
+
+
+def fast_check(pack: Pack, models: Models, tiny: Any, size: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Whole DWGF iterations with the fast path through ``run_dwgf`` (box inpainting, N = 1), each timed
+    between callbacks, and every network call timed alone at the same size just after, in one sampler run."""
+    sd = models.sd
+    degradation, batch = measurement_problem(pack, models, size)
+    operator, y = next(batch.measurements())
+    config = pack.flow.DWGFConfig(particles=1, steps=args.fast_check_iterations, seed=0,
+                                  ae_every=args.fast_check_ae_every, full_decoder_steps=args.fast_check_full_steps)
+    alphas = pack.adapter.model_alphas_cumprod(sd.model)
+    levels = pack.flow.dwgf_levels(alphas, config)
+    middle = pack.schedule.levels_from_timesteps(alphas, [500])[0]
+    shape = (1, *batch.latent_shape)
+    marks: list[dict[str, float]] = []
+    out: dict[str, Any] = {}
+
+    def run(denoiser: Any, device: torch.device, on_step: Callable) -> torch.Tensor:
+        autoencoder = pack.adapter.prepare_vae(sd.vae, sd.model)
+        quick = pack.adapter.prepare_fast_vae(tiny, sd.vae, sd.model, autoencoder)
+        since = [clock()]
+
+        def callback(*_: Any) -> None:
+            synchronize(device)
+            marks.append(elapsed(since[0]))
+            since[0] = clock()
+
+        z = pack.flow.run_dwgf(denoiser, autoencoder, config, batch.latent_shape, operator, y.to(device),
+                               levels=levels, device=device, callback=callback, fast_autoencoder=quick)
+        timer = ComponentTimer(device, probe_memory=False)
+        particles = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
+        for _ in range(args.fast_repeats):
+            timer("unet", lambda: pack.flow.model_noise(denoiser, particles, middle))
+            time_autoencoder_calls(pack.flow, timer, autoencoder, particles, AUTOENCODER_CALLS)
+            time_autoencoder_calls(pack.flow, timer, quick, particles, AUTOENCODER_CALLS, prefix="fast_")
+        out["components"] = timer.summary()
+        return z
+
+    sigmas = torch.tensor([level.k_sigma for level in levels], dtype=torch.float64)
+    with torch.inference_mode():
+        pack.adapter.sample_with_comfyui(sd.model, sd.positive, sd.negative, 1.0, sigmas, shape, 0, run)
+    return {"iterations": marks, "components": out["components"], "steps": config.steps,
+            "ae_every": config.ae_every, "full_decoder_steps": config.full_decoder_steps, "particles": 1}
+
+
+# ---------------------------------------------------------------------------------------------
 # Running the plan, with a cache
 # ---------------------------------------------------------------------------------------------
 PART_RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
@@ -702,6 +952,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="interleaved iteration/component rounds for the overhead ratio at N = 1 (0: none)")
     parser.add_argument("--no-psld", dest="psld", action="store_false", help="skip PSLD")
     parser.add_argument("--sdxl-dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    parser.add_argument("--fast-families", default="sd15,sdxl,sd3,flux",
+                        help="families whose fast path (tiny decoder, issue 25) is timed ('' : none)")
+    parser.add_argument("--fast-size", type=int, default=512, help="SD 1.5 image side for the fast-path costs")
+    parser.add_argument("--fast-large-size", type=int, default=1024,
+                        help="image side for the other families' fast-path costs")
+    parser.add_argument("--fast-graph-size", type=int, default=512,
+                        help="largest side at which the full decoder's backward is timed (24 GB machine)")
+    parser.add_argument("--fast-check-size", type=int, default=256,
+                        help="side of the whole fast-path iterations through run_dwgf (0: none)")
+    parser.add_argument("--fast-check-iterations", type=int, default=6)
+    parser.add_argument("--fast-check-full-steps", type=int, default=2, help="full_decoder_steps of that check")
+    parser.add_argument("--fast-check-ae-every", type=int, default=2, help="ae_every of that check")
+    parser.add_argument("--fast-denoiser-steps", type=int, default=1,
+                        help="timed sampler steps per denoiser (after one warm-up step)")
+    parser.add_argument("--fast-repeats", type=int, default=2, help="repeats of the tiny decoder's timings (median)")
+    parser.add_argument("--only-fast", action="store_true", help="measure only the fast path (issue 25)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--results", default=str(RESULTS / "speed"), help="path prefix of the .json and .md")
     parser.add_argument("--fresh", action="store_true", help="ignore the cached results")
@@ -711,9 +977,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.families, args.sizes, args.particles, args.large_size = "sd15", "64", "1,2", 128
         args.chunked_particles = "4"
+        args.fast_families, args.fast_size, args.fast_graph_size, args.fast_check_size = "sd15", 64, 64, 64
         if args.results == str(RESULTS / "speed"):
             args.results = str(RESULTS / "speed_quick")
     args.families = [f for f in args.families.split(",") if f]
+    args.fast_families = [f for f in args.fast_families.split(",") if f]
     args.sizes = [int(s) for s in args.sizes.split(",")]
     args.particles = [int(n) for n in args.particles.split(",")]
     args.chunked_particles = [int(n) for n in args.chunked_particles.split(",") if n]
@@ -730,12 +998,20 @@ def main() -> None:
     started = time.perf_counter()
     if not args.report_only:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        cache["meta"].update({"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-                              "torch": torch.__version__, "threads": args.threads, "device": device,
-                              "basis": "cpu" if device == "cpu" else "wall",
-                              "comfyui": comfyui_env.comfyui_version(comfyui_env.comfyui_root())})
-        run_plan(args, cache, json_path)
-        cache["meta"]["run_minutes"] = cache["meta"].get("run_minutes", 0.0) + (time.perf_counter() - started) / 60
+        meta = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+                "torch": torch.__version__, "threads": args.threads, "device": device,
+                "basis": "cpu" if device == "cpu" else "wall",
+                "comfyui": comfyui_env.comfyui_version(comfyui_env.comfyui_root())}
+        if not args.only_fast:
+            cache["meta"].update(meta)
+            run_plan(args, cache, json_path)
+            cache["meta"]["run_minutes"] = cache["meta"].get("run_minutes", 0.0) + (time.perf_counter() - started) / 60
+        if args.fast_families:
+            fast_started = time.perf_counter()
+            fast_meta = cache.setdefault("fast", {}).setdefault("meta", {})
+            fast_meta.update(meta)
+            run_fast_plan(args, cache, json_path)
+            fast_meta["run_minutes"] = fast_meta.get("run_minutes", 0.0) + (time.perf_counter() - fast_started) / 60
         save_cache(json_path, cache)
     write_report(cache, md_path, args)
     print(f"wrote {md_path} ({(time.perf_counter() - started) / 60:.1f} min)", flush=True)

@@ -23,6 +23,7 @@ GIB = 2**30
 
 DWGF_NETWORK_CALLS = ("unet", "decoder_forward", "decoder_backward", "decoder_no_grad", "encoder")
 DWGF_COMPONENTS = (*DWGF_NETWORK_CALLS, "mixture_score", "adam_step")
+AUTOENCODER_CALLS = ("decoder_forward", "decoder_backward", "decoder_no_grad", "encoder")
 PSLD_NETWORK_CALLS = ("unet_forward", "unet_backward", "decoder_forward", "decoder_backward", "encoder_forward",
                       "encoder_backward")
 COMPONENT_LABELS = {
@@ -296,6 +297,8 @@ def write_report(cache: dict[str, Any], path: Path, args: argparse.Namespace) ->
     if gpu:
         lines += ["", f"## Estimate: SD 1.5 at {large}² with N = 4 on a 12 GB GPU", "", *gpu]
     lines += ["", "## Method and limits", "", *METHOD_NOTES, probe_effect_line(cache, basis)]
+    if cache.get("fast", {}).get("denoisers"):
+        lines += ["", *fast_lines(cache, args)]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -360,4 +363,235 @@ METHOD_NOTES = [
     "with a copy of the same code in this script before it moved into the adapter.",
     "- One CPU thread, on a machine shared with other jobs: absolute seconds are for orientation only; ratios "
     "measured in one run are what to read. On a GPU the decoder's share and the batch efficiency differ.",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast path (issue 25): per-network times and each preset's whole-run cost composed from them
+# ---------------------------------------------------------------------------------------------
+FAST_FAMILIES = {"sd15": ("SD 1.5", "taesd", "UNet"), "sdxl": ("SDXL", "taesdxl", "UNet"),
+                 "sd3": ("SD3.5 medium", "taesd3", "MMDiT"), "flux": ("Flux dev", "taef1", "transformer")}
+# The 16-channel VAE and TAESD (SD3, Flux) are their 4-channel twins but for the first convolution of each
+# decoder and the last of each encoder (4 or 16 latent channels at the latent resolution, < 0.1 % of the
+# arithmetic): they are timed as those twins, which the 4-channel families measure anyway.
+FULL_VAE_ID = {"sd15": "kl-f8-4ch", "sdxl": "kl-f8-4ch", "sd3": "kl-f8-4ch", "flux": "kl-f8-4ch"}
+TAESD_ID = {"sd15": "taesd-4ch", "sdxl": "taesd-4ch", "sd3": "taesd-4ch", "flux": "taesd-4ch"}
+SCALING_VAE = "kl-f8-4ch"
+FAST_PARTICLES = 4
+FAST_TARGET = 0.25  # issue 25: the fast preset at most 1/4 of the recommended preset's cost
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """A DWGF run's cost-relevant settings: iterations, D(E) every k-th, last iterations on the full decoder
+    (``None``: no fast autoencoder at all), warm start (one more encoder call)."""
+
+    label: str
+    steps: int
+    ae_every: int
+    full_decoder_steps: int | None
+    warm: bool = False
+
+
+def candidate_settings() -> list[RunSettings]:
+    runs = [RunSettings("recommended (50 it., cold, D(E) every 4, full decoder)", 50, 4, None),
+            RunSettings("draft (25 it., warm 0.5, D(E) every 1, full decoder)", 25, 1, None, True)]
+    for steps in (50, 25):
+        for ae_every in (4, 1):
+            for full in (0, 5, 10):
+                runs.append(RunSettings(f"{steps} it., D(E) every {ae_every}, full_decoder_steps {full}",
+                                        steps, ae_every, full))
+    return runs
+
+
+def iteration_counts(steps: int, ae_every: int, full_decoder_steps: int | None) -> dict[tuple[str, bool], int]:
+    """How many iterations decode through each decoder, with and without recomputing D(E(·)); mirrors
+    ``dwgf.flow``: refresh on every ``ae_every``-th iteration and whenever the decoder changes."""
+    counts = {(kind, refresh): 0 for kind in ("full", "fast") for refresh in (True, False)}
+    last = None
+    for index in range(steps):
+        kind = "full" if full_decoder_steps is None or index >= steps - full_decoder_steps else "fast"
+        refresh = index % ae_every == 0 or kind != last
+        counts[(kind, refresh)] += 1
+        last = kind
+    return counts
+
+
+def fast_network_seconds(fast: dict[str, Any], family: str, size: int, graph_size: int,
+                         basis: str) -> tuple[dict[str, float], list[str]] | None:
+    """One particle's network calls for ``family`` at ``size``² (denoiser, full and fast autoencoder), and
+    how each number was obtained when it was not measured at ``size`` itself."""
+    networks, notes = fast.get("networks", {}), []
+    denoiser = fast.get("denoisers", {}).get(f"{family}/{size}px")
+    full_graph = networks.get(f"{FULL_VAE_ID[family]}/{graph_size}px", {})
+    tiny = networks.get(f"{TAESD_ID[family]}/{size}px", {})
+    if denoiser is None or not all(c in full_graph for c in AUTOENCODER_CALLS) or not all(
+            c in tiny for c in AUTOENCODER_CALLS):
+        return None
+    out = {"denoiser": denoiser.get("full_depth_step", denoiser["step"])[basis]}
+    if "full_depth_step" in denoiser:
+        depth = ", ".join(f"{denoiser['full_depth'][n]} {n}" for n in denoiser["full_depth"])
+        notes.append(f"the transformer step at full depth ({depth}) = the reduced model's step + the missing "
+                     "blocks × each block's measured time")
+    out.update({f"full_{c}": full_graph[c][basis] for c in AUTOENCODER_CALLS})
+    if size != graph_size:
+        small = networks.get(f"{SCALING_VAE}/{graph_size}px", {})
+        large = networks.get(f"{SCALING_VAE}/{size}px", {})
+        if not all(c in d for d in (small, large) for c in ("decoder_no_grad", "encoder")):
+            return None
+        decoder = large["decoder_no_grad"][basis] / small["decoder_no_grad"][basis]
+        encoder = large["encoder"][basis] / small["encoder"][basis]
+        for call in ("decoder_forward", "decoder_backward", "decoder_no_grad"):
+            out[f"full_{call}"] *= decoder
+        out["full_encoder"] *= encoder
+        same = FULL_VAE_ID[family] == SCALING_VAE
+        notes.append(f"full decoder{'' if same else ' and encoder'} at {size}²: timed at {graph_size}² and scaled by "
+                     f"the KL-f8 VAE's measured {size}²/{graph_size}² no-grad ratio (decoder ×{decoder:.2f}, "
+                     f"encoder ×{encoder:.2f}; pixels alone ×{(size / graph_size) ** 2:.0f})"
+                     + ("" if same else "; the 16-channel VAE differs from it only in its first and last layers"))
+        if same:
+            out["full_decoder_no_grad"], out["full_encoder"] = (large["decoder_no_grad"][basis],
+                                                                large["encoder"][basis])
+    out.update({f"fast_{c}": tiny[c][basis] for c in AUTOENCODER_CALLS})
+    if family in ("sd3", "flux"):
+        notes.append("the 16-channel VAE and TAESD timed as their 4-channel twins (the same networks but for the "
+                     "decoder's first and the encoder's last convolution at latent resolution, < 0.1 % of the "
+                     "arithmetic)")
+    return out, notes
+
+
+def run_cost(t: dict[str, float], run: RunSettings, particles: int = FAST_PARTICLES) -> float:
+    """Seconds of one whole run: per iteration and particle the denoiser, the decoder forward with graph
+    and its backward, plus decoder and encoder without gradient where D(E(·)) is recomputed; the warm
+    start encodes the measurement once (batch 1)."""
+    total = 0.0
+    for (kind, refresh), count in iteration_counts(run.steps, run.ae_every, run.full_decoder_steps).items():
+        per = t["denoiser"] + t[f"{kind}_decoder_forward"] + t[f"{kind}_decoder_backward"]
+        if refresh:
+            per += t[f"{kind}_decoder_no_grad"] + t[f"{kind}_encoder"]
+        total += count * particles * per
+    return total + (t["full_encoder"] if run.warm else 0.0)
+
+
+def fast_plan_sizes(args: argparse.Namespace) -> dict[str, tuple[int, int]]:
+    sizes = {}
+    for family in getattr(args, "fast_families", []):
+        size = args.fast_size if family == "sd15" else args.fast_large_size
+        sizes[family] = (size, min(args.fast_graph_size, size))
+    return sizes
+
+
+def fast_lines(cache: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    fast = cache["fast"]
+    meta = fast.get("meta", {})
+    basis = meta.get("basis", "cpu")
+    found = {}
+    for family, (size, graph) in fast_plan_sizes(args).items():
+        composed = fast_network_seconds(fast, family, size, graph, basis)
+        if composed is not None:
+            found[family] = (size, *composed)
+    if not found:
+        return []
+    lines = ["## The fast path: a tiny decoder in all but the last iterations (issue 25)", "",
+             f"Measured in one run of `bench/speed.py --only-fast` ({meta.get('run_minutes', 0):.0f} min; ComfyUI "
+             f"{meta.get('comfyui', '?')}, torch {meta.get('torch', '?')}, {meta.get('threads', '?')} thread, "
+             f"{'process CPU' if basis == 'cpu' else 'wall'} seconds). Random weights; the tiny decoders are "
+             "ComfyUI's own TAESD class loaded by its `VAELoader` (taesd, taesdxl, taesd3, taef1). Each network "
+             "call timed alone at batch 1 (one particle); a run's cost = particles × the sum of its calls.", "",
+             "### Seconds per network call, one particle", "",
+             "| seconds | " + " | ".join(f"{FAST_FAMILIES[f][0]} {s}²" for f, (s, *_) in found.items()) + " |",
+             "|---" * (len(found) + 1) + "|"]
+    labels = [("denoiser", "denoiser forward (one sampler step, cfg 1)")]
+    labels += [(f"full_{c}", f"full VAE: {COMPONENT_LABELS[c] if c != 'encoder' else 'encoder forward, no grad'}")
+               for c in AUTOENCODER_CALLS]
+    labels += [(f"fast_{c}", f"TAESD: {COMPONENT_LABELS[c] if c != 'encoder' else 'encoder forward, no grad'}")
+               for c in AUTOENCODER_CALLS]
+    for key, label in labels:
+        lines.append(f"| {label} | " + " | ".join(f"{t[key]:.3f}" for _, t, _ in found.values()) + " |")
+    for every in (4, 1):
+        for kind, name in (("full", "full decoder"), ("fast", "TAESD")):
+            lines.append(f"| **iteration, {name}, D(E) every {every}** | " + " | ".join(
+                f"{iteration_seconds(t, kind, every):.2f}" for _, t, _ in found.values()) + " |")
+    lines.append("| decoder share of a full-decoder iteration (D(E) every 4) | " + " | ".join(
+        f"{1 - t['denoiser'] / iteration_seconds(t, 'full', 4):.0%}" for _, t, _ in found.values()) + " |")
+    lines.append("| TAESD decoder fwd + bwd / full decoder fwd + bwd | " + " | ".join(
+        f"{decoder_pair(t, 'fast') / decoder_pair(t, 'full'):.3f}" for _, t, _ in found.values()) + " |")
+    for family, (size, t, notes) in found.items():
+        name = FAST_FAMILIES[family][0]
+        lines += ["", f"### {name} at {size}², {FAST_PARTICLES} particles: each preset's whole run", ""]
+        lines += preset_table(t, family)
+        lines += [f"- {note}." for note in notes]
+    check = check_lines(fast, basis)
+    if check:
+        lines += ["", *check]
+    lines += ["", *FAST_NOTES]
+    return lines
+
+
+def decoder_pair(t: dict[str, float], kind: str) -> float:
+    return t[f"{kind}_decoder_forward"] + t[f"{kind}_decoder_backward"]
+
+
+def iteration_seconds(t: dict[str, float], kind: str, every: int) -> float:
+    return (t["denoiser"] + t[f"{kind}_decoder_forward"] + t[f"{kind}_decoder_backward"]
+            + (t[f"{kind}_decoder_no_grad"] + t[f"{kind}_encoder"]) / every)
+
+
+def preset_table(t: dict[str, float], family: str) -> list[str]:
+    runs = candidate_settings()
+    reference = run_cost(t, runs[0])
+    unit = "SD 1.5 KSampler steps" if family == "sd15" else f"{FAST_FAMILIES[family][0]} sampler steps"
+    lines = [f"| run (TAESD = {FAST_FAMILIES[family][1]}) | seconds | × recommended | {unit} | ≤ 1/4? |",
+             "|---|---|---|---|---|"]
+    for run in runs:
+        cost = run_cost(t, run)
+        ok = "yes" if cost <= FAST_TARGET * reference else "no"
+        lines.append(f"| {run.label} | {cost:.0f} | {cost / reference:.3f} | {cost / t['denoiser']:.0f} | {ok} |")
+    warm = t["full_encoder"] / reference
+    lines += ["", f"A warm start (denoise 0.5) adds one full-encoder call: {t['full_encoder']:.1f} s, "
+              f"{warm:.4f} × recommended, to any row."]
+    return lines
+
+
+def check_lines(fast: dict[str, Any], basis: str) -> list[str]:
+    """The composition against whole iterations measured through run_dwgf."""
+    lines = []
+    for key, check in fast.get("checks", {}).items():
+        c = {name: v[basis] for name, v in check["components"].items()}
+        t = {"denoiser": c["unet"], **{f"full_{k}": c[k] for k in AUTOENCODER_CALLS},
+             **{f"fast_{k}": c[f"fast_{k}"] for k in AUTOENCODER_CALLS}}
+        steps, every, full = check["steps"], check["ae_every"], check["full_decoder_steps"]
+        lines += [f"### Composition against whole iterations ({key}, 1 particle, {steps} iterations, D(E) every "
+                  f"{every}, full_decoder_steps {full}, through `run_dwgf` in ComfyUI's sampler)", "",
+                  "| iteration | decoder | D(E) recomputed | measured (s) | composed (s) | measured / composed |",
+                  "|---|---|---|---|---|---|"]
+        last, measured_sum, composed_sum = None, 0.0, 0.0
+        for index, mark in enumerate(check["iterations"]):
+            kind = "full" if index >= steps - full else "fast"
+            refresh = index % every == 0 or kind != last
+            last = kind
+            composed = (t["denoiser"] + t[f"{kind}_decoder_forward"] + t[f"{kind}_decoder_backward"]
+                        + (t[f"{kind}_decoder_no_grad"] + t[f"{kind}_encoder"] if refresh else 0.0))
+            note = " (first, warm-up)" if index == 0 else ""
+            lines.append(f"| {index}{note} | {'full' if kind == 'full' else 'TAESD'} | {'yes' if refresh else 'no'} | "
+                         f"{mark[basis]:.2f} | {composed:.2f} | {mark[basis] / composed:.3f} |")
+            if index > 0:
+                measured_sum += mark[basis]
+                composed_sum += composed
+        lines += ["", f"Iterations 1–{steps - 1} together: measured {measured_sum:.2f} s, composed "
+                  f"{composed_sum:.2f} s, ratio {measured_sum / composed_sum:.3f}. The components were timed alone "
+                  "just after the run, in the same sampler call, at the same size."]
+    return lines
+
+
+FAST_NOTES = [
+    "How the costs are composed: per iteration and particle, the denoiser forward, the decoder forward with graph "
+    "and its backward, plus (where D(E(·)) is recomputed: every `ae_every`-th iteration, and at the switch to the "
+    "full decoder) a decoder forward without gradient and an encoder forward, through TAESD in the first "
+    "`steps − full_decoder_steps` iterations and the full VAE in the rest (`dwgf/flow.py`); × 4 particles. Not "
+    "counted: the final decode of the particles (the same for every row), the node's own overhead (1.5–13 % "
+    "above the network calls at 256², measured above) and the denoiser's batch efficiency at N = 4 "
+    "(≈ 5 % faster than 4 × batch 1 at 256²). Warm start and cold start run the same number of iterations.",
+    "'sampler steps': the run's seconds over one step of ComfyUI's own sampler (euler, cfg 1, batch 1) of the "
+    "same model at the same size, measured in the same run (for SD 1.5 at 512² the unit `dwgf/presets.py` uses).",
 ]

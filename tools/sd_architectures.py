@@ -9,12 +9,18 @@ The flow-matching families (issue 18) keep their real width but fewer blocks, so
 SD3 medium's MMDiT (hidden 1536, 24 heads, shift 3) with 2 of its 24 joint blocks, and Flux dev
 (hidden 3072, 24 heads, guidance embedding) with 1 of 19 double-stream and 1 of 38 single-stream
 blocks; both with the 16-channel VAE and their own latent scale and shift.
+
+The tiny autoencoders DWGF can use for its early iterations (issue 25) are ComfyUI's own TAESD class
+loaded the way ComfyUI's Load VAE node loads ``taesd``, ``taesdxl``, ``taesd3`` and ``taef1``: random
+encoder and decoder files with the published keys in a ``vae_approx`` folder, read by ``VAELoader``.
 """
 
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -186,3 +192,52 @@ def build_random_sd(family: str, dtype: torch.dtype = torch.float32) -> RandomSD
                         conditioning(family, tokens=16, seed=2), conditioning(family, tokens=16, seed=3))
     return RandomSD(family, build_model(family, dtype), build_vae(), conditioning(family, seed=2),
                     conditioning(family, seed=3))
+
+
+# ComfyUI's tiny VAEs (``comfy.taesd.taesd.TAESD``): latent channels; the scale and shift ComfyUI's
+# ``VAELoader.load_taesd`` sets are read from ComfyUI itself
+TAESD_CHANNELS = {"taesd": 4, "taesdxl": 4, "taesd3": 16, "taef1": 16}
+FAMILY_TAESD = {"sd15": "taesd", "sd21v": "taesd", "sdxl": "taesdxl", "sd3": "taesd3", "flux": "taef1"}
+_TAESD_FOLDER: list[Path] = []  # the vae_approx folder this process registered with ComfyUI
+
+
+def write_taesd_files(name: str, folder: Path, seed: int = 5) -> None:
+    """``{name}_encoder.safetensors`` and ``{name}_decoder.safetensors`` with random weights, keyed as the
+    published files (the TAESD ``Encoder`` / ``Decoder`` ``nn.Sequential`` of this ComfyUI copy)."""
+    import inspect
+
+    import safetensors.torch
+    from comfy.taesd import taesd
+
+    channels = TAESD_CHANNELS[name]
+    if "latent_channels" in inspect.signature(taesd.Encoder).parameters:
+        parts = {"encoder": taesd.Encoder(latent_channels=channels), "decoder": taesd.Decoder(latent_channels=channels)}
+    elif channels == 4:  # the 2024 copy: 4 latent channels only
+        parts = {"encoder": taesd.Encoder(), "decoder": taesd.Decoder()}
+    else:
+        raise NotImplementedError(f"this ComfyUI's TAESD has 4 latent channels only; {name} needs {channels}")
+    folder.mkdir(parents=True, exist_ok=True)
+    for offset, (part, network) in enumerate(parts.items()):
+        randomize_(network, seed + offset)
+        weights = {key: value.contiguous() for key, value in network.state_dict().items()}
+        safetensors.torch.save_file(weights, str(folder / f"{name}_{part}.safetensors"))
+
+
+def build_taesd(name: str, seed: int = 5) -> Any:
+    """ComfyUI's TAESD ``name`` (taesd, taesdxl, taesd3, taef1) with random weights, built by ComfyUI's own
+    ``VAELoader`` from files in a ``vae_approx`` folder (so the state dict, ``vae_scale`` and
+    ``vae_shift`` are exactly what Load VAE gives). Needs ComfyUI imported (``comfyui_env``)."""
+    import folder_paths
+
+    import nodes
+
+    if not _TAESD_FOLDER:
+        _TAESD_FOLDER.append(Path(tempfile.mkdtemp(prefix="dwgf-vae-approx-")))
+        folder_paths.add_model_folder_path("vae_approx", str(_TAESD_FOLDER[0]))
+    folder = _TAESD_FOLDER[0]
+    write_taesd_files(name, folder, seed)
+    invalidate = getattr(folder_paths, "filename_list_cache", None)
+    if isinstance(invalidate, dict):
+        invalidate.pop("vae_approx", None)
+    (vae,) = nodes.VAELoader().load_vae(name)
+    return vae
