@@ -7,8 +7,10 @@ by every method of ``METHODS`` with each seed of ``SEEDS``:
 
 * ``A†y`` — the operator's pseudo-inverse alone (no VAE, no prior);
 * ``measurement-only`` — ``D(E(A†y))``: the pseudo-inverse moved to the VAE's nearest image;
-* ``KSampler + SetLatentNoiseMask`` (inpainting tasks) — stock VAEEncode of the image with its hole,
-  SetLatentNoiseMask with the hole, KSampler (euler, 20 steps, denoise 1.0), VAEDecode;
+* ``KSampler + SetLatentNoiseMask`` (inpainting tasks) — stock VAEEncode of the image with its hole
+  pre-filled with the known pixels' mean colour (per image, as a user would; the pseudo-inverse's grey
+  hole scores lower, kept in the report as ``KSampler (grey hole)``), SetLatentNoiseMask with the hole,
+  KSampler (euler, 20 steps, denoise 1.0), VAEDecode;
 * ``img2img`` (other tasks) — the measurement upscaled to full size with stock ImageScale (bicubic)
   where it is smaller, VAEEncode, KSampler (euler, 20 steps, denoise 0.5), VAEDecode;
 * ``PSLD`` — METHOD.md's PSLD with the paper's ω, γ per operator, 1 sample, ``PSLD_STEPS`` DDIM steps
@@ -16,6 +18,8 @@ by every method of ``METHODS`` with each seed of ``SEEDS``:
   50 iterations of 4 particles in network time — ``bench/speed.py`` puts one PSLD step at ~0.95 of
   one particle's DWGF iteration; ``tests/test_psld_sampler.py`` measured 200 steps beating the
   measurement-only baseline by 0.5–0.8 dB and 50 not);
+* ``LanPaint`` (inpainting tasks, only when ``bench/lanpaint.py --lanpaint PATH`` names a LanPaint
+  checkout) — the nearest peer pack, wired as its own example workflows: see ``bench/lanpaint.py``;
 * ``DWGF`` — METHOD.md's reference weights (w 0.15, c_ae 0.1, Adam lr 1, σ_dec 0.01, N = 4) with
   ``DWGF_STEPS`` iterations (the reference makes 998; ``bench/frontier.py`` measures the lengths);
 
@@ -118,6 +122,17 @@ STOCK_STEPS = 20
 IMG2IMG_DENOISE = 0.5
 
 METHODS = ("A†y", "measurement-only", "KSampler / img2img", "PSLD", "DWGF")
+# Methods reported when the cache holds them but not run by this script's jobs: the stock KSampler on the
+# pseudo-inverse's grey hole (its numbers before the mean-colour pre-fill), and LanPaint, the peer pack,
+# which ``bench/lanpaint.py`` runs from a LanPaint checkout (its headline, then the other decodes of the
+# same sampling run). Only the headline LanPaint enters the summary table.
+STOCK_GREY = "KSampler (grey hole)"
+LANPAINT = "LanPaint"
+LANPAINT_VARIANTS = ("LanPaint (raw decode)", "LanPaint (ImageDecode, blend 9)")
+EXTRA_METHODS = (STOCK_GREY, LANPAINT, *LANPAINT_VARIANTS)
+SUMMARY_EXTRAS = (LANPAINT,)
+# The LanPaint checkout (``bench/lanpaint.py`` sets it); None: no LanPaint method in this run.
+LANPAINT_PATH: Path | None = None
 
 # The demo model's two priors (issue 18): the epsilon UNet, and its rectified-flow twin on the same
 # autoencoder and data, benchmarked on the three headline tasks into files of its own.
@@ -154,6 +169,14 @@ def free_form_mask(size: int = SIZE, strokes: int = 4, width: float = 2.0, seed:
     return torch.from_numpy(mask.astype(np.float32))[None]
 
 
+def mean_colour_fill(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """``image`` (IMAGE, B×H×W×C) with its unknown pixels set to the mean colour of its known pixels,
+    per image: what a user pre-fills a hole with before a masked KSampler. ``known`` is (H, W), 1 = known."""
+    weight = known.to(image.dtype)[None, :, :, None]
+    mean = (image * weight).sum((1, 2), keepdim=True) / weight.sum().clamp(min=1)
+    return (image * weight + mean * (1 - weight)).contiguous()
+
+
 # ---------------------------------------------------------------------------------------------
 # Counting network evaluations
 # ---------------------------------------------------------------------------------------------
@@ -164,7 +187,8 @@ class CallCounter:
         self.counts = {"unet": 0, "unet_grad": 0, "decoder": 0, "decoder_grad": 0, "encoder": 0, "encoder_grad": 0}
 
     def add(self, name: str, rows: int, with_grad: bool) -> None:
-        self.counts[name + ("_grad" if with_grad else "")] += int(rows)
+        key = name + ("_grad" if with_grad else "")
+        self.counts[key] = self.counts.get(key, 0) + int(rows)
 
     def unet_wrapper(self, apply_model: Callable, args: dict) -> torch.Tensor:
         """A ComfyUI unet function wrapper: counts, then runs the model unchanged."""
@@ -176,20 +200,21 @@ class CallCounter:
 class CountingVAE:
     """The core's ``Autoencoder`` over :class:`nodes.comfy_adapter.ComfyVAE`, counting calls."""
 
-    def __init__(self, inner: Any, counter: CallCounter) -> None:
-        self.inner, self.counter = inner, counter
+    def __init__(self, inner: Any, counter: CallCounter, prefix: str = "") -> None:
+        """``prefix`` "fast_" counts a fast VAE's calls apart (``fast_decoder``, ``fast_encoder``)."""
+        self.inner, self.counter, self.prefix = inner, counter, prefix
         self.latent_channels, self.downscale, self.dtype = inner.latent_channels, inner.downscale, inner.dtype
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        self.counter.add("decoder", z.shape[0], torch.is_grad_enabled() and z.requires_grad)
+        self.counter.add(self.prefix + "decoder", z.shape[0], torch.is_grad_enabled() and z.requires_grad)
         return self.inner.decode(z)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        self.counter.add("encoder", x.shape[0], False)
+        self.counter.add(self.prefix + "encoder", x.shape[0], False)
         return self.inner.encode(x)
 
     def encode_differentiable(self, x: torch.Tensor) -> torch.Tensor:
-        self.counter.add("encoder", x.shape[0], torch.is_grad_enabled())
+        self.counter.add(self.prefix + "encoder", x.shape[0], torch.is_grad_enabled())
         return self.inner.encode_differentiable(x)
 
 
@@ -232,9 +257,10 @@ class Workbench:
         self.imaging = comfyui_env.pack_submodule("dwgf.imaging")
         self.metrics = comfyui_env.pack_submodule("dwgf.metrics")
         self.adapter = comfyui_env.pack_submodule("nodes.comfy_adapter")
-        model, vae, positive, negative, _ = call_node("DWGF_DemoModel", prompt="unconditional", batch_size=1,
-                                                      prior=prior)
+        model, vae, positive, negative, *rest = call_node("DWGF_DemoModel", prompt="unconditional", batch_size=1,
+                                                          prior=prior)
         self.model, self.vae, self.positive, self.negative = model, vae, positive, negative
+        self.fast_vae = rest[1] if len(rest) > 1 else None  # the demo model's tiny VAE (issue 25)
         self.photos, _ = call_node("DWGF_DemoHeldOutImages", which="photos", start=0, count=10000)
 
     def problem(self, task: str, indices: list[int]) -> Problem:
@@ -320,12 +346,16 @@ class Workbench:
         counter.add("decoder", pixels.shape[0], False)
         return Restored(images, 1, time.perf_counter() - started, counter.counts)
 
-    def stock(self, problem: Problem, seed: int) -> Restored:
-        """KSampler + SetLatentNoiseMask for inpainting, img2img from the (upscaled) measurement otherwise."""
+    def stock(self, problem: Problem, seed: int, prefill: str = "mean colour") -> Restored:
+        """KSampler + SetLatentNoiseMask for inpainting (the hole pre-filled with the known pixels' mean
+        colour, or with ``prefill="grey"`` left at the pseudo-inverse's grey), img2img from the (upscaled)
+        measurement otherwise."""
         operator = problem.degradation.operator
         if hasattr(operator, "known_mask"):
-            fill = 1.0 - operator.known_mask()[0, 0].expand(problem.count, -1, -1)
-            return self._stock_ksampler(problem.pseudo_inverse, seed, 1.0, fill.contiguous())
+            known = operator.known_mask()[0, 0]
+            fill = (1.0 - known).expand(problem.count, -1, -1).contiguous()
+            pixels = problem.pseudo_inverse if prefill == "grey" else mean_colour_fill(problem.pseudo_inverse, known)
+            return self._stock_ksampler(pixels, seed, 1.0, fill)
         pixels = problem.measurement
         if pixels.shape[1] != SIZE:
             (pixels,) = call_node("ImageScale", image=pixels, upscale_method="bicubic", width=SIZE, height=SIZE,
@@ -346,7 +376,8 @@ class Workbench:
     def baselines(self) -> dict[str, Callable[[Problem, int], Restored]]:
         """The methods other than the two samplers, by their ``METHODS`` name: ``(problem, seed) → Restored``."""
         return {"A†y": self.pseudo_inverse, "measurement-only": self.measurement_only,
-                "KSampler / img2img": self.stock}
+                "KSampler / img2img": self.stock,
+                STOCK_GREY: lambda problem, seed: self.stock(problem, seed, prefill="grey")}
 
     # --- metrics -----------------------------------------------------------------------------------
     def evaluate(self, problem: Problem, restored: Restored) -> dict[str, Any]:
@@ -399,24 +430,42 @@ class Job:
         """Rough relative cost, to start the long jobs first."""
         if self.method == "DWGF":
             return 4.0 * self.steps
+        if self.method == LANPAINT:
+            return 180.0  # 30 steps of 1 + 5 UNet calls
         return (self.steps or PSLD_STEPS) if self.method == "PSLD" else 1.0
 
 
 _BENCH: Workbench | None = None
 
 
-def _start_worker(threads: int, prior: str = "epsilon") -> None:
-    global _BENCH
+def _start_worker(threads: int, prior: str = "epsilon", lanpaint: Path | None = None) -> None:
+    global _BENCH, LANPAINT_PATH
     configure(prior)
     torch.set_num_threads(threads)
     _BENCH = Workbench(prior)
+    if lanpaint is not None:
+        LANPAINT_PATH = lanpaint
+        import lanpaint as peer  # bench/lanpaint.py
+
+        peer.load_lanpaint(lanpaint)
 
 
 def _run_job(job: Job, indices: list[int]) -> dict[str, Any]:
     bench = _BENCH
     problem = bench.problem(job.task, indices)
     runners = {**bench.baselines(), "PSLD": bench.psld}
-    if job.method == "DWGF":
+    variants: dict[str, dict[str, Any]] = {}
+    extra: dict[str, Any] = {}
+    if job.method == LANPAINT:
+        import lanpaint as peer  # bench/lanpaint.py; the worker loaded the checkout
+
+        decodes = peer.restore(bench, problem, job.seed)
+        restored = decodes.pop(LANPAINT)
+        variants = {name: {"task": job.task, "method": name, "seed": job.seed, "steps": 0, "indices": indices,
+                           "settings": peer.describe(name), **bench.evaluate(problem, other)}
+                    for name, other in decodes.items()}
+        extra = {"settings": peer.describe(LANPAINT)}
+    elif job.method == "DWGF":
         restored = bench.dwgf(problem, job.seed, job.steps)
     elif job.method == "PSLD" and job.steps:
         restored = bench.psld(problem, job.seed, job.steps)
@@ -426,7 +475,7 @@ def _run_job(job: Job, indices: list[int]) -> dict[str, Any]:
     if job.seed == 0 and not (job.study or job.reference):
         _save_sample(job, restored, indices)
     return {"task": job.task, "method": job.method, "seed": job.seed, "steps": job.steps, "indices": indices,
-            **result}
+            **extra, **result, **({"variants": variants} if variants else {})}
 
 
 def _save_sample(job: Job, restored: Restored, indices: list[int]) -> None:
@@ -468,12 +517,17 @@ def run_jobs(todo: list[Job], indices: list[int], study_indices: list[int], work
     if not todo:
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(threads, PRIOR)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                             initargs=(threads, PRIOR, LANPAINT_PATH)) as pool:
         futures = {pool.submit(_run_job, job, study_indices if job.study
                                else indices[:REFERENCE_IMAGES] if job.reference else indices): job for job in todo}
         for future in as_completed(futures):
             job = futures[future]
-            cache[job.key] = future.result()
+            result = future.result()
+            # other outputs of the same run (LanPaint's decodes) are cached as methods of their own
+            for name, variant in result.pop("variants", {}).items():
+                cache[Job(job.task, name, job.seed).key] = variant
+            cache[job.key] = result
             save_cache(cache)
             print(f"{job.key}: PSNR {statistics.fmean(cache[job.key]['psnr_mean']):.2f} dB "
                   f"({cache[job.key]['seconds_per_image']:.2f} s/image)", flush=True)
@@ -516,6 +570,18 @@ def run_field(cache: dict[str, Any], task: str, method: str, field: str, steps: 
     return cache[key][field] if key in cache else None
 
 
+def report_methods(cache: dict[str, Any], extras: tuple[str, ...] = EXTRA_METHODS) -> list[str]:
+    """``METHODS`` and those of ``extras`` the cache holds, in the report's order (DWGF last)."""
+    held = {key.split("|")[1] for key in cache if key.count("|") == 2}
+    order = [*METHODS[:3], STOCK_GREY, METHODS[3], LANPAINT, *LANPAINT_VARIANTS, *METHODS[4:]]
+    return [m for m in order if m in METHODS or (m in extras and m in held)]
+
+
+def prefill_key(task: str, method: str, fill: str) -> str:
+    """The cache key of a pre-fill check run (``bench/lanpaint.py --prefill-check``): seed 0, first crops."""
+    return f"prefill|{task}|{method}, {fill}|seed 0"
+
+
 def _fmt(values: list[float] | None, digits: int = 2) -> str:
     return "–" if values is None else f"{statistics.fmean(values):.{digits}f}"
 
@@ -547,7 +613,7 @@ def main_table(cache: dict[str, Any]) -> list[str]:
              "known-pixel RMS (8-bit) | s / image | UNet / decoder / encoder evals per image |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for task in TASKS:
-        for method in METHODS:
+        for method in report_methods(cache):
             steps = _steps_of(method)
             psnr = per_image(cache, task, method, "psnr_mean", steps)
             if psnr is None:
@@ -566,7 +632,7 @@ def main_table(cache: dict[str, Any]) -> list[str]:
 
 
 def paired_table(cache: dict[str, Any]) -> list[str]:
-    others = [m for m in METHODS if m != "DWGF"]
+    others = [m for m in report_methods(cache) if m != "DWGF"]
     lines = ["| task | " + " | ".join(f"DWGF − {m}" for m in others) + " |",
              "|---|" + "---|" * len(others)]
     for task in TASKS:
@@ -612,6 +678,26 @@ def reference_table(cache: dict[str, Any]) -> list[str]:
     return lines
 
 
+def prefill_table(cache: dict[str, Any]) -> list[str]:
+    """The hole's pre-fill, grey (the pseudo-inverse) against the known pixels' mean colour, paired per image:
+    the stock KSampler on every crop and seed, LanPaint on the pre-fill check's crops (seed 0)."""
+    lines = ["| task | method | images | grey hole | mean colour | mean colour − grey (paired) |",
+             "|---|---|---|---|---|---|"]
+    for task in TASKS:
+        grey = per_image(cache, task, STOCK_GREY, "psnr_mean")
+        mean = per_image(cache, task, "KSampler / img2img", "psnr_mean")
+        if grey is not None and mean is not None:
+            seeds = sum(Job(task, STOCK_GREY, seed).key in cache for seed in SEEDS)
+            lines.append(f"| {task} | KSampler + SetLatentNoiseMask | {len(grey)} (× {seeds} seeds, averaged) "
+                         f"| {_fmt(grey)} | {_fmt(mean)} | {_paired(mean, grey)} |")
+        runs = [cache.get(prefill_key(task, LANPAINT, fill)) for fill in ("grey hole", "mean colour")]
+        if all(runs):
+            grey, mean = (run["psnr_mean"] for run in runs)
+            lines.append(f"| {task} | {LANPAINT} | {len(grey)} (seed 0) | {_fmt(grey)} | {_fmt(mean)} "
+                         f"| {_paired(mean, grey)} |")
+    return lines
+
+
 def _seed_note(cache: dict[str, Any]) -> str:
     """Which seeds the report averages over, read off the cache (a run may have been cut short)."""
     def seeds_of(task: str) -> list[int]:
@@ -628,18 +714,26 @@ def _seed_note(cache: dict[str, Any]) -> str:
 
 def summary_table(cache: dict[str, Any]) -> list[str]:
     """The README's table: mean PSNR per method, and DWGF's paired lead over PSLD and the best baseline."""
-    lines = ["| task | " + " | ".join(METHODS) + " | DWGF − PSLD | DWGF − best other |",
-             "|---|" + "---|" * (len(METHODS) + 2)]
+    methods = report_methods(cache, SUMMARY_EXTRAS)
+    lines = ["| task | " + " | ".join(methods) + " | DWGF − PSLD | DWGF − best other |",
+             "|---|" + "---|" * (len(methods) + 2)]
     for task in TASKS:
-        scores = {m: per_image(cache, task, m, "psnr_mean", _steps_of(m)) for m in METHODS}
+        scores = {m: per_image(cache, task, m, "psnr_mean", _steps_of(m)) for m in methods}
         if scores["DWGF"] is None:
             continue
-        best = max((m for m in METHODS if m != "DWGF" and scores[m] is not None),
+        best = max((m for m in methods if m != "DWGF" and scores[m] is not None),
                    key=lambda m: statistics.fmean(scores[m]))
-        cells = [_fmt(scores[m]) for m in METHODS]
+        cells = [_fmt(scores[m]) for m in methods]
         lines.append(f"| {task} | " + " | ".join(cells) + f" | {_paired(scores['DWGF'], scores['PSLD'])} "
                      f"| {_paired(scores['DWGF'], scores[best])} vs {best} |")
     return lines
+
+
+def _lanpaint_note(cache: dict[str, Any]) -> str:
+    """LanPaint's wiring, as its runs recorded it (empty when the cache holds none)."""
+    settings = next((run["settings"] for run in cache.values() if run.get("method") == LANPAINT and "settings" in run),
+                    None)
+    return "" if settings is None else f", {LANPAINT}: {settings}"
 
 
 def write_report(cache: dict[str, Any], indices: list[int]) -> None:
@@ -650,7 +744,8 @@ def write_report(cache: dict[str, Any], indices: list[int]) -> None:
         f"32×32 images, demo model ({PRIOR} prior) \"unconditional\", cfg 1; DWGF {DWGF_STEPS} iterations "
         f"(N = 4, w 0.15, c_ae 0.1, lr 1), PSLD {PSLD_STEPS} DDIM steps (paper ω, γ), stock KSampler euler "
         f"{STOCK_STEPS} steps "
-        f"(img2img denoise {IMG2IMG_DENOISE}). Machine: {platform.machine()}, torch {torch.__version__}, CPU.", "",
+        f"(img2img denoise {IMG2IMG_DENOISE}; inpainting: the hole pre-filled with the known pixels' mean colour)"
+        f"{_lanpaint_note(cache)}. Machine: {platform.machine()}, torch {torch.__version__}, CPU.", "",
         "PSNR in dB on [0, 1] images; means over images and seeds. Residual RMS = ‖A(x̂) − y‖/√m on the "
         "[−1, 1] scale (compare with σ_y). Evaluations count batch rows: UNet / decoder / encoder per image.", "",
     ]
@@ -658,6 +753,9 @@ def write_report(cache: dict[str, Any], indices: list[int]) -> None:
             "## All tasks", "", *main_table(cache), "",
             "## Paired PSNR differences (dB): mean ± std over images (images where DWGF is higher)", "",
             *paired_table(cache), ""]
+    if any(key.startswith("prefill|") for key in cache) or any(STOCK_GREY in key for key in cache):
+        body += ["## Pre-filling the hole: grey against the known pixels' mean colour (PSNR, dB)", "",
+                 "Images where the mean colour scores higher in brackets.", "", *prefill_table(cache), ""]
     if any(key.startswith("reference|") for key in cache):
         body += [f"## PSLD at its reference length ({PSLD_REFERENCE_STEPS} steps), first {REFERENCE_IMAGES} crops, "
                  "seed 0", "", *reference_table(cache), ""]
