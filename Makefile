@@ -18,7 +18,7 @@ OLD_PY := $(OLD_VENV)/bin/python
 OLD_PIP := $(OLD_PY) -m pip --disable-pip-version-check -q
 OLD_STAMP := $(OLD_VENV)/.dwgf-installed
 
-.PHONY: venv venv-2024 demo test test-0375 test-2024 lint clean train-model train-flow-model test-current browser
+.PHONY: venv venv-2024 demo test test-0375 test-2024 lint clean train-model train-flow-model train-tiny-vae test-current browser
 
 venv: $(STAMP)
 venv-2024: $(OLD_STAMP)
@@ -79,6 +79,10 @@ train-model: $(STAMP)
 # The flow-matching twin of the demo UNet (issue 18): needs the trained demo model in dwgf/default_model.
 train-flow-model: $(STAMP)
 	$(PY) tools/train_flow_model.py
+
+# The tiny autoencoder (the Demo Model node's fast_vae), distilled from the demo autoencoder on 1 CPU thread.
+train-tiny-vae: $(STAMP)
+	$(PY) tools/train_tiny_autoencoder.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -98,3 +98,27 @@ def load_heldout(which: str) -> HeldOutImages:
     sources = load_config()["split"]["photos"]["heldout"]
     labels = [sources[int(s)] for s in tensors["photo_sources"]]
     return HeldOutImages(tensors["photos"].float() / 255.0, labels)
+
+
+def has_tiny_vae() -> bool:
+    """Whether ``tools/train_tiny_autoencoder.py`` has written the tiny autoencoder into the model folder."""
+    return "tiny_vae" in load_config()
+
+
+def tiny_vae_architecture() -> dict[str, Any]:
+    """The tiny autoencoder's architecture dict (for ``dwgf.tiny_autoencoder.build_tiny_autoencoder``)."""
+    require(has_tiny_vae(), "the demo model has no tiny autoencoder (model.json has no \"tiny_vae\" section): "
+                            "run `make train-tiny-vae`")
+    return dict(load_config()["tiny_vae"]["architecture"])
+
+
+def load_tiny_vae_tensors() -> dict[str, torch.Tensor]:
+    """The tiny autoencoder's weights (float16 as shipped), with a clear error when the file is missing."""
+    from safetensors.torch import load_file
+
+    architecture_known = has_tiny_vae()
+    path = MODEL_DIR / load_config()["tiny_vae"]["file"] if architecture_known else None
+    require(path is not None and path.is_file(),
+            f"the demo model's tiny autoencoder is missing ({path or 'no tiny_vae section in model.json'}): "
+            "run `make train-tiny-vae` or reinstall the pack")
+    return load_file(str(path))

@@ -13,10 +13,34 @@ from dataclasses import dataclass
 
 from .errors import require
 
-# bench/results/speed.md, SD 1.5 at 512², N = 1, CPU seconds: one network call each, and one KSampler step
-SD15_512_SECONDS = {"unet": 12.931, "decoder_with_graph": 29.563, "decoder_backward": 32.924,
-                    "decoder_no_grad": 28.266, "encoder": 12.950}
-SD15_512_KSAMPLER_STEP_SECONDS = 12.61
+# bench/results/speed.md ("The fast path"), SD 1.5 at 512², N = 1, CPU seconds of one network call each,
+# all measured in one run: the full VAE and ComfyUI's TAESD (the fast VAE), and one KSampler step
+SD15_512_SECONDS = {"unet": 14.110, "decoder_with_graph": 29.885, "decoder_backward": 34.217,
+                    "decoder_no_grad": 29.214, "encoder": 19.087}
+SD15_512_TAESD_SECONDS = {"decoder_with_graph": 2.834, "decoder_backward": 2.379, "decoder_no_grad": 2.176,
+                          "encoder": 1.869}
+SD15_512_KSAMPLER_STEP_SECONDS = 14.110
+
+
+def iteration_seconds(decoder: dict[str, float], refresh: bool) -> float:
+    """One particle's iteration on SD 1.5 at 512²: the UNet, the decoder forward with graph and its
+    backward, and, where ``D(E(·))`` is recomputed, an encoder and a decoder forward."""
+    seconds = SD15_512_SECONDS["unet"] + decoder["decoder_with_graph"] + decoder["decoder_backward"]
+    return seconds + (decoder["decoder_no_grad"] + decoder["encoder"] if refresh else 0.0)
+
+
+def run_seconds(steps: int, ae_every: int, full_decoder_steps: int | None = None) -> float:
+    """One particle's whole run on SD 1.5 at 512² (CPU seconds), iteration by iteration as
+    ``dwgf/flow.py`` runs it: ``full_decoder_steps`` ``None`` = the full VAE throughout; otherwise TAESD
+    in all but the last ``full_decoder_steps`` iterations, and ``D(E(·))`` recomputed every
+    ``ae_every``-th iteration and at the switch to the full VAE."""
+    total, previous = 0.0, None
+    for index in range(steps):
+        full = full_decoder_steps is None or index >= steps - full_decoder_steps
+        decoder = SD15_512_SECONDS if full else SD15_512_TAESD_SECONDS
+        total += iteration_seconds(decoder, index % ae_every == 0 or full != previous)
+        previous = full
+    return total
 
 
 @dataclass(frozen=True)
@@ -24,7 +48,7 @@ class Preset:
     """A DWGF run length: ``steps`` iterations from ``denoise`` (1 = the cold start at t = 999) with
     the reconstruction recomputed every ``ae_every``-th iteration; ``full_decoder_steps`` (issue 25)
     sets how many final iterations use the full VAE when a fast VAE is connected (``None``: the
-    node's own input)."""
+    node's own input); ``fast`` presets are meant for a connected fast VAE."""
 
     name: str
     steps: int
@@ -32,17 +56,15 @@ class Preset:
     ae_every: int
     summary: str
     full_decoder_steps: int | None = None
+    fast: bool = False
 
-    def iteration_ksampler_steps(self) -> float:
-        """One particle's iteration in SD 1.5 KSampler steps (512², cfg 1), with the reuse saving."""
-        s = SD15_512_SECONDS
-        seconds = (s["unet"] + s["decoder_with_graph"] + s["decoder_backward"]
-                   + (s["decoder_no_grad"] + s["encoder"]) / self.ae_every)
-        return seconds / SD15_512_KSAMPLER_STEP_SECONDS
+    def seconds(self, particles: int = 4) -> float:
+        """The whole run on SD 1.5 at 512² in CPU seconds (with TAESD as the fast VAE for a fast preset)."""
+        return particles * run_seconds(self.steps, self.ae_every, self.full_decoder_steps if self.fast else None)
 
     def ksampler_steps(self, particles: int = 4) -> int:
         """The whole run for ``particles`` particles, in SD 1.5 KSampler steps (rounded)."""
-        return round(self.steps * particles * self.iteration_ksampler_steps())
+        return round(self.seconds(particles) / SD15_512_KSAMPLER_STEP_SECONDS)
 
 
 CUSTOM = "custom"
@@ -54,6 +76,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("draft", 25, 0.5, 1, "a quick look"),
     # METHOD.md's run; on the demo model its last ~150 iterations lose 3–5 dB (README)
     Preset("reference", 998, 1.0, 1, "METHOD.md's reference run"),
+    # issue 25: with a fast VAE (TAESD or the demo model's tiny VAE) in all but the last iterations
+    Preset("fast", 50, 1.0, 4, "with a fast_vae connected", full_decoder_steps=0, fast=True),
 )}
 PRESET_NAMES: tuple[str, ...] = (*PRESETS, CUSTOM)
 

@@ -105,6 +105,33 @@ def build_kl_vae(vae_state_dict: dict[str, torch.Tensor], ddconfig: dict[str, An
     return vae
 
 
+def build_tiny_vae(network: torch.nn.Module, latent_channels: int, downscale_ratio: int) -> comfy.sd.VAE:
+    """A real ``comfy.sd.VAE`` whose ``first_stage_model`` is ``network``, a module with TAESD's
+    interface (``decode(raw latent) -> [-1, 1]``, ``encode([-1, 1]) -> raw latent``), so the stock
+    VAEDecode / VAEEncode nodes and ``vae.decode`` / ``vae.encode`` work on it.
+
+    ``comfy.sd.VAE`` has no constructor for an arbitrary network (and its signature changed since
+    2024), so it is built through its TAESD branch from a zero state dict of the stock TAESD's keys
+    (no missing-key warnings, no file), then the network, its ``ModelPatcher`` (which must wrap the
+    module actually run, for ComfyUI's loading and offloading), the ratios and the channels are set.
+    """
+    import comfy.taesd.taesd
+
+    with torch.device("meta"):  # only the stock TAESD's key names and shapes, nothing allocated
+        template = comfy.taesd.taesd.TAESD().state_dict()
+    vae = comfy.sd.VAE(sd={key: torch.zeros(value.shape, dtype=torch.float32) for key, value in template.items()})
+    vae.first_stage_model = network.eval().to(vae.vae_dtype)
+    vae.patcher = comfy.model_patcher.ModelPatcher(network, load_device=vae.device,
+                                                   offload_device=comfy.model_management.vae_offload_device())
+    vae.latent_channels = int(latent_channels)
+    vae.downscale_ratio = int(downscale_ratio)
+    vae.upscale_ratio = int(downscale_ratio)
+    if hasattr(vae, "model_size"):  # 0.3.x caches the network's size for its memory planning
+        vae.size = None
+        vae.model_size()
+    return vae
+
+
 def latent_scale_factor(model: Any) -> float:
     """The model's VAE scale factor (``latent_format.scale_factor``: 0.18215 for SD1.x)."""
     return float(model.model.latent_format.scale_factor)
@@ -526,7 +553,12 @@ class checkpointed_blocks:  # noqa: N801 - used as a context manager, reads like
 def is_tiny_autoencoder(network: Any) -> bool:
     """A TAESD-style autoencoder (ComfyUI's ``comfy.taesd.taesd.TAESD`` or the demo model's tiny one):
     deterministic ``encode``/``decode`` on raw latents, its latent scaling in ``vae_scale``/``vae_shift``."""
-    return hasattr(network, "taesd_decoder") and hasattr(network, "taesd_encoder")
+    return hasattr(network, "vae_scale") and hasattr(network, "encode") and not hasattr(network, "encoder")
+
+
+def tiny_decoder_network(network: Any) -> torch.nn.Module | None:
+    """The decoder part of a tiny autoencoder (TAESD's ``taesd_decoder``, the demo's ``tiny_decoder``)."""
+    return next((getattr(network, name) for name in ("taesd_decoder", "tiny_decoder") if hasattr(network, name)), None)
 
 
 def vae_latent_channels(vae: Any) -> int:
@@ -537,8 +569,9 @@ def vae_latent_channels(vae: Any) -> int:
     for layer in (getattr(network, "post_quant_conv", None), getattr(decoder, "conv_in", None)):
         if isinstance(layer, torch.nn.Conv2d):
             return int(layer.in_channels)
-    if is_tiny_autoencoder(network):  # its first convolution takes the latents
-        first = next((m for m in network.taesd_decoder.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    decoder = tiny_decoder_network(network) if is_tiny_autoencoder(network) else None
+    if decoder is not None:  # its first convolution takes the latents
+        first = next((m for m in decoder.modules() if isinstance(m, torch.nn.Conv2d)), None)
         if first is not None:
             return int(first.in_channels)
     return int(getattr(vae, "latent_channels", 4))

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..dwgf import demo_model
+from ..dwgf import demo_model, tiny_autoencoder
 from ..dwgf.errors import require
 from . import comfy_adapter
 from .common import CATEGORY
@@ -35,18 +35,23 @@ class DemoModel:
         "and for 'unconditional' (the negative for CFG). The stock KSampler, VAEEncode and VAEDecode "
         "work on it unchanged. Note: its latents are image size / 2 (4x16x16), so use the empty_latent "
         "output (EmptyLatentImage assumes /8). The optional prior 'flow matching' loads its rectified-flow "
-        "twin instead (same autoencoder and data; SD3-style flow-matching noise levels)."
+        "twin instead (same autoencoder and data; SD3-style flow-matching noise levels). The fast_vae output "
+        "is the demo model's tiny autoencoder (TAESD-like, same latent space, distilled from the full one) "
+        "for the DWGF Sampler's fast_vae input."
     )
     CATEGORY = CATEGORY
     FUNCTION = "load"
-    RETURN_TYPES = ("MODEL", "VAE", "CONDITIONING", "CONDITIONING", "LATENT")
-    RETURN_NAMES = ("model", "vae", "positive", "negative", "empty_latent")
+    RETURN_TYPES = ("MODEL", "VAE", "CONDITIONING", "CONDITIONING", "LATENT", "VAE")  # append only: links index outputs
+    RETURN_NAMES = ("model", "vae", "positive", "negative", "empty_latent", "fast_vae")
     OUTPUT_TOOLTIPS = (
         "The diffusion model (ModelPatcher over an SD1.5-family BaseModel).",
         "The autoencoder (comfy.sd.VAE, 32x32 images <-> 4x16x16 latents).",
         "The context of the chosen prompt.",
         "The unconditional context, for classifier-free guidance.",
         "A batch of empty 4x16x16 latents (32x32 images) for KSampler.",
+        "The demo model's tiny autoencoder (comfy.sd.VAE over a TAESD-like network of the same 4x16x16 "
+        "latent space, several times cheaper to back-propagate through): connect it to the DWGF Sampler's "
+        "fast_vae input, and the vae output to its vae input.",
     )
 
     @classmethod
@@ -70,7 +75,7 @@ class DemoModel:
         }
 
     def load(self, prompt: str, batch_size: int,
-             prior: str = "epsilon") -> tuple[Any, Any, list, list, dict[str, torch.Tensor]]:
+             prior: str = "epsilon") -> tuple[Any, Any, list, list, dict[str, torch.Tensor], Any]:
         config = demo_model.load_config()
         require(prompt in [*config["prompts"], UNCONDITIONAL],
                 f"prompt {prompt!r} is unknown to the demo model: choose one of {config['prompts']}")
@@ -86,7 +91,15 @@ class DemoModel:
         negative = comfy_adapter.conditioning_from_context(demo_model.prompt_context(UNCONDITIONAL, prior))
         side = config["image_size"] // config["downscale_ratio"]
         latent = comfy_adapter.empty_latent(batch_size, config["latent_channels"], side, side)
-        return (model, vae, positive, negative, latent)
+        return (model, vae, positive, negative, latent, load_fast_vae(config))
+
+
+def load_fast_vae(config: dict[str, Any]) -> Any:
+    """The tiny autoencoder as a ComfyUI VAE (frozen weights: the sampler differentiates w.r.t. latents)."""
+    network = tiny_autoencoder.build_tiny_autoencoder(demo_model.tiny_vae_architecture(),
+                                                      demo_model.load_tiny_vae_tensors())
+    network.requires_grad_(False)
+    return comfy_adapter.build_tiny_vae(network, config["latent_channels"], config["downscale_ratio"])
 
 
 class DemoHeldOutImages:

@@ -78,11 +78,14 @@ def preset_tooltip() -> str:
     parts = [f"'{p.name}': {p.steps} iterations"
              + (f" from a warm start (denoise {p.denoise:g})" if p.denoise < 1 else "")
              + (f", D(E(x)) every {p.ae_every}" if p.ae_every > 1 else "")
-             + f", about {p.ksampler_steps():,} SD 1.5 KSampler steps with 4 particles ({p.summary})"
+             + (f", the fast_vae in all but the last {p.full_decoder_steps}" if p.fast else "")
+             + f", about {p.ksampler_steps():,} SD 1.5 KSampler steps with 4 particles"
+             + (" and TAESD" if p.fast else "") + f" ({p.summary})"
              for p in PRESETS.values()]
     return ("Run length. " + "; ".join(parts) + f"; '{CUSTOM}': the steps, denoise and ae_every inputs. "
-            "The weights are always the inputs above. Costs: one particle's iteration measured on a CPU as "
-            "a multiple of one KSampler step (README, 'Quality against cost').")
+            "The weights are always the inputs above. Costs: each network's CPU time on SD 1.5 at 512² as a "
+            "multiple of one KSampler step (README, 'Quality against cost' and 'The fast path'). Without a "
+            "fast_vae the 'fast' preset runs its iterations through the full VAE.")
 
 
 def preset_inputs() -> dict[str, Any]:
