@@ -72,10 +72,12 @@ def test_workflow_loads_in_the_editor_and_queues_its_api_twin(editor, object_inf
 def test_demo_workflow_runs_from_the_editor_and_shows_its_images(editor, server, name: str, tmp_path) -> None:
     ui = read(WORKFLOWS / f"{name}.json")
     editor.load(ui)
-    editor.set_widget(4, "steps", TEST_STEPS)  # node 4 is the DWGF Sampler in every demo graph
+    editor.set_widget(4, "preset", "custom")  # node 4 is the DWGF Sampler in every demo graph; 'custom', or
+    editor.set_widget(4, "steps", TEST_STEPS)  # the shipped 'fast' preset would set its own step count
     if ui["nodes"][1]["type"] == "DWGF_DemoHeldOutImages":
         editor.set_widget(2, "count", 1)
-    assert editor.graph_to_prompt()["4"]["inputs"]["steps"] == TEST_STEPS
+    queued = editor.graph_to_prompt()["4"]["inputs"]
+    assert (queued["preset"], queued["steps"], queued["fast_vae"]) == ("custom", TEST_STEPS, ["1", 5])
     editor.fit_view()
     editor.queue()
     mean = editor.wait_for_node_images(9, timeout_s=300)  # node 9 saves the DWGF mean

@@ -92,8 +92,12 @@ TEST_STEPS = 10
 
 
 def quick(prompt: dict, steps: int = TEST_STEPS, seed: int = 0) -> dict:
-    """A demo workflow on one image with fewer flow steps (the graph is otherwise as shipped)."""
-    prompt["4"]["inputs"].update(steps=steps, seed=seed)
+    """A demo workflow on one image with fewer flow steps (the graph is otherwise as shipped: the
+    fast_vae stays wired, so the fast path runs through the real server, the last
+    full_decoder_steps iterations through the full VAE). Preset 'custom', or the shipped 'fast'
+    preset would set its own step count."""
+    assert prompt["4"]["inputs"]["fast_vae"] == ["1", 5]
+    prompt["4"]["inputs"].update(preset="custom", steps=steps, seed=seed)
     if prompt["2"]["class_type"] == "DWGF_DemoHeldOutImages":
         prompt["2"]["inputs"]["count"] = 1
     return prompt

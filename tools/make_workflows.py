@@ -50,16 +50,16 @@ TASKS = {
 }
 FAMILIES = {
     "demo": "Runs as is on the embedded demo model (32x32 images, a demonstration prior), the DWGF Sampler's "
-            "'recommended' preset, 4 particles: a few seconds per image on 2 CPU cores. Saves clean, measurement, "
+            "'fast' preset, 4 particles: a few seconds per image on 2 CPU cores. Saves clean, measurement, "
             "A†y, DWGF mean, particles and spread.",
     "demoflow": "Runs as is on the embedded demo model's flow-matching prior (its rectified-flow twin: the "
-                "noise levels of an SD3/Flux-style model, ComfyUI 0.3.x or later), the 'recommended' preset, 4 "
+                "noise levels of an SD3/Flux-style model, ComfyUI 0.3.x or later), the 'fast' preset, 4 "
                 "particles: the same graph as demo_box_inpainting with the Demo Model's prior set to "
                 "'flow matching'. Saves clean, measurement, A†y, DWGF mean, particles and spread.",
     "sd15": "SD 1.5 through ComfyUI's own loaders: choose your checkpoint in Load Checkpoint and your photo in "
             "Load Image (about 512x512, sides a multiple of 8{lowres}). The empty prompt on positive and negative "
-            "with cfg 1 is the method's reference; the 'recommended' preset (set preset to 'reference' for the "
-            "paper's 998 iterations, about 27 times the cost), 4 particles.",
+            "with cfg 1 is the method's reference; the 'fast' preset (set preset to 'reference', with fast_vae "
+            "disconnected, for the paper's 998 iterations), 4 particles.",
     "custom": "DWGF inside ComfyUI's own custom sampling: the DWGF Sampler (custom sampling) node is the SAMPLER "
               "of a stock SamplerCustom, with the schedule from BasicScheduler (any scheduler works; one DWGF "
               "iteration per noise level) and the particles from the demo model's empty latent (batch 4 = 4 "
@@ -67,15 +67,27 @@ FAMILIES = {
     "sd3": "SD3.5 medium (a rectified-flow MMDiT) through ComfyUI's own loaders: choose your checkpoint (one "
            "with its text encoders) in Load Checkpoint and your photo in Load Image (about 1024x1024, sides a "
            "multiple of 8{lowres}). DWGF runs on the model's own flow-matching noise levels (shift 3); empty "
-           "prompt, cfg 1, the 'recommended' preset, 4 particles, 'least memory'.",
+           "prompt, cfg 1, the 'fast' preset, 4 particles, 'least memory'.",
     "flux": "Flux dev (rectified flow, guidance-distilled) through ComfyUI's own loaders: the transformer in "
             "Load Diffusion Model, T5-XXL and CLIP-L in DualCLIPLoader, ae.safetensors in Load VAE, your photo "
             "in Load Image (about 1024x1024{lowres}). Guidance is FluxGuidance's input (3.5), so cfg stays 1: "
-            "one transformer pass per iteration. The 'recommended' preset, 4 particles, 'least memory'.",
+            "one transformer pass per iteration. The 'fast' preset, 4 particles, 'least memory'.",
     "sdxl": "SDXL through ComfyUI's own loaders: choose your checkpoint in Load Checkpoint and your photo in "
             "Load Image (about 1024x1024, sides a multiple of 8{lowres}). The sampler's memory is set to 'least "
-            "memory' (the lowest peak for 1024²); the 'recommended' preset, 4 particles.",
+            "memory' (the lowest peak for 1024²); the 'fast' preset, 4 particles.",
 }
+# The fast path (issue 25): which tiny VAE of the model's latent space feeds the sampler's fast_vae.
+TINY_VAES = {"sd15": "taesd", "sdxl": "taesdxl", "sd3": "taesd3", "flux": "taef1"}
+FAST_PATH_DEMO = ("Fast path: the Demo Model's fast_vae (its tiny VAE) feeds the sampler's fast_vae, so every "
+                  "iteration but the last full_decoder_steps decodes through it{preset}; Particle Decode "
+                  "decodes with the full VAE. Disconnect fast_vae{recommended} to run the full VAE throughout.")
+FAST_PATH_TINY = ("Fast path: Load VAE '{tiny}' (a tiny VAE of the same latent space) feeds the sampler's "
+                  "fast_vae, so every iteration but the last full_decoder_steps decodes through it (the 'fast' "
+                  "preset sets how many); the full VAE stays on the sampler's vae and on Particle Decode. '{tiny}' "
+                  "needs {tiny}_encoder.safetensors and {tiny}_decoder.safetensors from "
+                  "github.com/madebyollin/taesd in ComfyUI/models/vae_approx/ (the files ComfyUI's previews "
+                  "use){newer}. Disconnect fast_vae and choose preset 'recommended' to run the full VAE "
+                  "throughout.")
 
 
 def note_text(name: str) -> str:
@@ -88,10 +100,22 @@ def note_text(name: str) -> str:
             ": load the LOW-resolution photo, 256x256 for a 1024 result"
     elif task in ("mask_inpainting", "deblurring") and family != "demo":
         lowres = "; 'already degraded' uses your photo itself as the measurement"
-    text += " " + FAMILIES[family].format(lowres=lowres)
+    text += " " + FAMILIES[family].format(lowres=lowres) + " " + fast_path_text(family)
     if name == "demo_mask_inpainting":
         text += f" Copy workflows/inputs/{MASKED_EXAMPLE} from the pack into ComfyUI/input/ (or upload it)."
     return text
+
+
+def fast_path_text(family: str) -> str:
+    """What the template's fast_vae is wired to, where its files go, and how to turn it off."""
+    if family in TINY_VAES:
+        newer = ", listed by ComfyUI from mid-2024 on" if family in ("sd3", "flux") else ""
+        return FAST_PATH_TINY.format(tiny=TINY_VAES[family], newer=newer)
+    if family == "custom":  # no presets on the custom-sampling node
+        return FAST_PATH_DEMO.format(preset=" (full_decoder_steps 0: the tiny VAE in every iteration)",
+                                     recommended="")
+    return FAST_PATH_DEMO.format(preset=" (the 'fast' preset sets how many)",
+                                 recommended=" and choose preset 'recommended'")
 
 
 def template_names() -> list[str]:
@@ -130,13 +154,20 @@ def text_width(entry: dict[str, Any]) -> float:
     return 7.0 * max(map(len, texts), default=0) + 110.0
 
 
+def note_height(text: str, width: float) -> float:
+    """Tall enough for the note's text at the editor's note font (about 6.5 px a character, 16 px a line)."""
+    per_line = max(1, int((width - 20) / 6.5))
+    return max(NOTE_HEIGHT, 40.0 + 16.0 * -(-len(text) // per_line))
+
+
 def build_ui(name: str, object_info: dict[str, Any], editor: Editor) -> dict[str, Any]:
     prompt = json.loads((API_DIR / f"{name}.json").read_text())
     editor.load(api_to_ui(prompt, object_info))
     sizes = {node_id: [max(size[0], 315.0, text_width(prompt[node_id])), size[1]]
              for node_id, size in editor.computed_sizes().items()}
     positions, (note_x, note_y, note_width) = layout(prompt, sizes)
-    notes = [{"pos": (note_x, note_y), "size": (note_width, NOTE_HEIGHT), "text": note_text(name)}]
+    text = note_text(name)
+    notes = [{"pos": (note_x, note_y), "size": (note_width, note_height(text, note_width)), "text": text}]
     return api_to_ui(prompt, object_info, positions, {k: tuple(v) for k, v in sizes.items()}, notes)
 
 
