@@ -62,7 +62,7 @@ MEMORY_BUDGET_BYTES = 8 * 2**30
 @dataclass
 class TinySettings:
     seed: int = 0
-    steps: int = 1100
+    steps: int = 2200
     batch: int = 32
     lr: float = 2e-3
     photo_pool: int = 12000
