@@ -85,3 +85,33 @@ def test_the_sampler_refuses_what_does_not_fit_and_the_override_runs_it(comfy_no
     assert "1 MiB free" in message and "images up to about" in message and "memory_check" in message
     (ran,) = call_node("DWGF_Sampler", **{**inputs, "memory_check": False})
     assert torch.isfinite(ran["samples"]).all()
+
+
+def test_with_a_fast_vae_the_guard_costs_both_decoders_and_names_the_way_out(comfy_nodes, monkeypatch) -> None:
+    """Issue 25: the run decodes through the fast VAE, and through the full one in its last
+    full_decoder_steps iterations; with room for the tiny decoder only, the guard refuses naming
+    full_decoder_steps 0, and that run goes through."""
+    from comfyui_env import call_node, node_defaults, pack_submodule
+
+    guard = pack_submodule("nodes.memory_guard")
+    adapter = pack_submodule("nodes.comfy_adapter")
+    model, vae, _, unconditional, _, fast_vae = call_node("DWGF_DemoModel", prompt="unconditional", batch_size=1)
+    degradation, measurement, _ = call_node("DWGF_DegradationOperator", **{
+        **node_defaults("DWGF_DegradationOperator"), "image": torch.rand(1, 64, 64, 3),
+        "image_is": "clean (simulate the measurement)", "operator": "inpaint box (centre)"})
+    with torch.inference_mode(False):
+        full = adapter.prepare_vae(vae, model)
+        tiny = adapter.prepare_vae(fast_vae, model)
+    run = memory.RunFootprint(32, 32, 2, particles=4, particles_at_once=4, checkpointed=False)
+    needs = {name: run.working_bytes(guard.decoder_footprint(ae)) for name, ae in (("full", full), ("tiny", tiny))}
+    assert needs["full"] > 4 * needs["tiny"]  # the demo decoder's attention and width against the tiny one's
+    free = (needs["full"] * needs["tiny"]) ** 0.5
+    monkeypatch.setattr(adapter, "free_memory_bytes", lambda device: int(free))
+    inputs = {**node_defaults("DWGF_Sampler"), "preset": "custom", "model": model, "positive": unconditional,
+              "negative": unconditional, "vae": vae, "degradation": degradation, "measurement": measurement,
+              "steps": 2, "particles": 4, "fast_vae": fast_vae, "full_decoder_steps": 1}
+    with pytest.raises(ValueError, match=r"for its last iterations \(the full VAE decoder\).*full_decoder_steps 0, "
+                                         r"so only the fast VAE's decoder runs"):
+        call_node("DWGF_Sampler", **inputs)
+    (ran,) = call_node("DWGF_Sampler", **{**inputs, "full_decoder_steps": 0})
+    assert torch.isfinite(ran["samples"]).all()
