@@ -408,7 +408,8 @@ def fast_path_tables(cache: dict[str, Any]) -> list[str]:
     for crops, title in titles.items():
         rows = []
         for task in TASKS:
-            base = cache.get(job_key(task, RECOMMENDED, crops))
+            # the recommended run of the same crops (the frontier crops are a subset of the check's)
+            base = cache.get(job_key(task, RECOMMENDED, "check" if crops == "frontier" else crops))
             psld = cache.get(job_key(task, Setting("PSLD", 1000), "frontier"))
             for setting in [RECOMMENDED, *FAST, *LATENT]:
                 run = cache.get(job_key(task, setting, crops))

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from .errors import require, require_finite
+from .latent_data import image_known_mask, mean_colour_fill
 from .particles import initial_particles
 from .protocols import Autoencoder
 from .schedule import REFERENCE_FIRST_TIMESTEP
@@ -37,10 +38,15 @@ def warm_start_particles(autoencoder: Autoencoder, operator: Any, measurement: t
 
     The noise is the seeded start of :func:`dwgf.particles.initial_particles`, so the particles
     differ and a seed gives the same start everywhere. ``A†y`` is clamped to the image range the
-    encoder was trained on.
+    encoder was trained on; for inpainting its hole (mid-grey in ``A†y``) is first filled with the
+    known pixels' mean colour, as a user pre-fills a hole (issue 25: the grey start cost the warm
+    start about 1 dB on box inpainting and left dark fills).
     """
     require_finite(spread, "spread", fix="use a standard deviation >= 0")
     image = operator.pseudo_inverse(measurement.float()).clamp(-1.0, 1.0)
+    known = image_known_mask(operator)
+    if known is not None:
+        image = mean_colour_fill(image, known.to(image))
     encoded = autoencoder.encode(image).float()
     start = encoded.repeat_interleave(particles, dim=0)
     noise = initial_particles(start.shape[0], tuple(start.shape[1:]), seed, start.device)

@@ -11,7 +11,7 @@ import torch
 from doubles import GaussianPriorDenoiser
 from test_flow import LinearAutoencoder, LinearProblem
 
-from dwgf import flow, schedule, warm_start
+from dwgf import flow, latent_data, schedule, warm_start
 from dwgf.errors import DWGFInputError
 from dwgf.particles import initial_particles
 
@@ -90,7 +90,9 @@ def test_power_moves_iterations_towards_low_or_high_noise() -> None:
 def test_warm_start_is_the_encoded_pseudo_inverse_plus_seeded_noise() -> None:
     problem = LinearProblem()
     ae = problem.autoencoder
-    expected = ae.encode(problem.operator.pseudo_inverse(problem.y).clamp(-1, 1))
+    image = problem.operator.pseudo_inverse(problem.y).clamp(-1, 1)
+    # an inpainting problem: the hole is filled with the known pixels' mean colour (the test below)
+    expected = ae.encode(latent_data.mean_colour_fill(image, problem.operator.known_mask()))
     exact = warm_start.warm_start_particles(ae, problem.operator, problem.y, 3, seed=4, spread=0.0)
     assert exact.shape == (3, *problem.latent_shape)
     assert torch.allclose(exact, expected.expand(3, -1, -1, -1))
@@ -140,3 +142,20 @@ def test_warm_start_setting_starts_the_run_at_the_encoded_measurement() -> None:
     assert torch.equal(by_config, by_hand)
     with pytest.raises(DWGFInputError, match="warm start"):
         flow.run_dwgf(GaussianPriorDenoiser(), problem.autoencoder, config, problem.latent_shape)
+
+
+def test_the_warm_start_of_inpainting_encodes_the_hole_filled_with_the_known_mean_colour() -> None:
+    """Issue 25: not the grey hole of ``A†y``: the known pixels' mean colour, per image and channel."""
+    from dwgf.operators import Inpainting
+
+    problem = LinearProblem()
+    ae = problem.autoencoder
+    known = torch.ones(problem.operator.height, problem.operator.width, dtype=torch.bool)
+    known[1:3, 1:3] = False
+    operator = Inpainting(known)
+    image = torch.rand(1, 3, *known.shape, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    y = operator.forward(image)
+    filled = operator.pseudo_inverse(y).clone()
+    filled[:, :, ~known] = image[:, :, known].mean(-1)[..., None]
+    start = warm_start.warm_start_particles(ae, operator, y, 2, seed=0, spread=0.0)
+    assert torch.allclose(start, ae.encode(filled).expand(2, -1, -1, -1), atol=1e-6)
