@@ -15,7 +15,8 @@ import pytest
 import torch
 
 # -- thresholds (what the shipped model measured, 2 CPU cores, torch 2.14.1, 2024 ComfyUI) -------
-MAX_SHIPPED_MEGABYTES = 30.0  # issue 11's budget; measured: 29.0 MB (both priors' fp16 weights + held-out images)
+MAX_SHIPPED_MEGABYTES = 32.0  # issue 25's budget (11's was 30); measured: 30.06 MB, the whole folder: both priors'
+# fp16 weights, the tiny VAE (1.03 MB), the held-out images and model.json
 MIN_HELDOUT_IMAGES = 50  # shipped: 300 digits, 84 photo crops (12 of each of 7 held-out photographs)
 # Stock VAEEncode (the posterior sampled or its mean, by copy) → VAEDecode, mean per-image PSNR on held-out images.
 MIN_PSNR_DIGITS_DB = 42.0  # measured: 44.8 dB
@@ -71,9 +72,10 @@ def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_shipped_files_are_small_safetensors_with_a_recorded_split(demo_files):
     folder = demo_files.MODEL_DIR
     config = json.loads((folder / "model.json").read_text())
-    sizes = {name: (folder / name).stat().st_size for name in config["files"].values()}
-    assert sum(sizes.values()) / 2**20 < MAX_SHIPPED_MEGABYTES, sizes
-    assert all(name.endswith(".safetensors") for name in sizes), "weights must be pickle-free safetensors"
+    sizes = {path.name: path.stat().st_size for path in folder.iterdir() if path.is_file()}
+    assert sum(sizes.values()) / 1e6 < MAX_SHIPPED_MEGABYTES, sizes
+    assert all(name.endswith(".safetensors") for name in sizes if name != "model.json"), \
+        "weights must be pickle-free safetensors"
     assert not list(folder.glob("*.pt")) and not list(folder.glob("*.pth")) and not list(folder.glob("*.ckpt"))
     split = config["split"]
     assert not set(split["photos"]["heldout"]) & set(split["photos"]["train"]), "a held-out photo was trained on"
