@@ -9,30 +9,24 @@ SD/SDXL/SD3/Flux architectures with ComfyUI's TAESD: ``test_fast_vae_architectur
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from comfyui_env import call_node, node_defaults
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+
 CLEAN = "clean (simulate the measurement)"
-TAESD_SCALES = {"taesd": (0.18215, 0.0), "taesdxl": (0.13025, 0.0)}
 
 
-def random_taesd(name: str, seed: int = 0):
-    """ComfyUI's TAESD built the way its Load VAE builds ``name`` from ``models/vae_approx``, random weights."""
-    import comfy.sd
-    import comfy.taesd.taesd
+def random_taesd(name: str):
+    """ComfyUI's TAESD ``name`` with random weights, loaded by its own Load VAE node (both copies)."""
+    import sd_architectures
 
-    network = comfy.taesd.taesd.TAESD(latent_channels=4)
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, value in network.state_dict().items():
-        if value.ndim >= 2:
-            state[key] = torch.randn(value.shape, generator=generator) / value[0].numel() ** 0.5
-        else:
-            state[key] = torch.zeros(value.shape)
-    scale, shift = TAESD_SCALES[name]
-    state["vae_scale"], state["vae_shift"] = torch.tensor(scale), torch.tensor(shift)
-    return comfy.sd.VAE(sd=state)
+    with torch.inference_mode():
+        return sd_architectures.build_taesd(name)
 
 
 @pytest.fixture(scope="module")

@@ -83,7 +83,9 @@ def randomize_(module: torch.nn.Module, seed: int) -> None:
     """Fill weights in place: fan-in scaled normals, unit norm scales, zero biases.
 
     ComfyUI's layers skip initialisation (fresh weights can be NaN), and a plain small normal
-    would let activations vanish or explode through 20+ blocks.
+    would let activations vanish or explode through 20+ blocks. Floating-point buffers are zeroed:
+    SD3's ``pos_embed`` is ``torch.empty`` until a checkpoint fills it, so it held whatever memory it
+    got (NaN after some other tests had run).
     """
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -96,6 +98,9 @@ def randomize_(module: torch.nn.Module, seed: int) -> None:
             else:
                 values = torch.ones(param.shape)
             param.copy_(values.to(param.dtype))
+        for buffer in module.buffers():  # e.g. SD3's pos_embed: torch.empty, which a checkpoint would fill
+            if buffer.is_floating_point():
+                buffer.zero_()
 
 
 def build_model(family: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> Any:
