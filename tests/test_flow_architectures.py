@@ -33,6 +33,9 @@ def random_flow(request, comfy_nodes):
     with torch.inference_mode():
         built = sd_architectures.build_random_sd(request.param, DTYPE)
     yield built
+    import comfy.model_management
+
+    comfy.model_management.unload_all_models()  # ComfyUI's loaded-model list would keep the networks alive
     del built
     gc.collect()
 
