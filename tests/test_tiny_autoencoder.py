@@ -11,6 +11,7 @@ import json
 
 import pytest
 import torch
+from test_default_model import decode, encode  # the stock VAEEncode / VAEDecode calls
 
 # -- thresholds (shipped fp16 weights, torch 2.14.1, ComfyUI 0.3.75) ------------------------------
 MAX_TINY_MEGABYTES = 2.5  # the model folder's 32 MB budget; measured: 0.98 MB
@@ -34,16 +35,6 @@ def photos(comfy_nodes) -> torch.Tensor:
     node = comfy_nodes.NODE_CLASS_MAPPINGS["DWGF_DemoHeldOutImages"]()
     with torch.inference_mode():
         return node.load("photos", 0, 10000)[0]
-
-
-def encode(comfy_nodes, vae, images: torch.Tensor) -> torch.Tensor:
-    with torch.inference_mode():
-        return comfy_nodes.VAEEncode().encode(vae, images)[0]["samples"]
-
-
-def decode(comfy_nodes, vae, latents: torch.Tensor) -> torch.Tensor:
-    with torch.inference_mode():
-        return comfy_nodes.VAEDecode().decode(vae, {"samples": latents})[0]
 
 
 def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
