@@ -171,10 +171,11 @@ def free_form_mask(size: int = SIZE, strokes: int = 4, width: float = 2.0, seed:
 
 def mean_colour_fill(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     """``image`` (IMAGE, B×H×W×C) with its unknown pixels set to the mean colour of its known pixels,
-    per image: what a user pre-fills a hole with before a masked KSampler. ``known`` is (H, W), 1 = known."""
-    weight = known.to(image.dtype)[None, :, :, None]
-    mean = (image * weight).sum((1, 2), keepdim=True) / weight.sum().clamp(min=1)
-    return (image * weight + mean * (1 - weight)).contiguous()
+    per image: what a user pre-fills a hole with before a masked KSampler. ``known`` is (H, W), 1 = known.
+    The core's fill (``dwgf.latent_data``, the warm start's) in ComfyUI's IMAGE layout."""
+    fill = comfyui_env.pack_submodule("dwgf.latent_data").mean_colour_fill
+    filled = fill(image.permute(0, 3, 1, 2), known.to(image.dtype)[None, None])
+    return filled.permute(0, 2, 3, 1).contiguous()
 
 
 # ---------------------------------------------------------------------------------------------
