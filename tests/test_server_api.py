@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -153,11 +152,11 @@ def test_interrupt_stops_a_run_and_the_next_prompt_runs(server) -> None:
             progress.append(event["data"]["value"])
             server.interrupt()
 
-    started = time.monotonic()
     result = server.run(prompt, timeout=300, on_event=interrupt_on_first_step)
     kinds = [event["type"] for event in result.events]
     assert kinds[-1] == "execution_interrupted" and "execution_success" not in kinds
-    assert time.monotonic() - started < 60  # 998 steps would take minutes
+    reached = [e["data"]["value"] for e in result.events if e["type"] == "progress"]
+    assert max(reached) < 998  # stopped before the end, however fast the machine
     assert result.output_images() == [] or "4_dwgf_mean" not in json.dumps(result.output_images())
     follow_up = server.run(quick(load_workflow("demo_super_resolution_x4"), steps=3, seed=124), timeout=300)
     assert len(follow_up.output_images()) == len(DEMO_OUTPUTS)

@@ -82,12 +82,15 @@ class ComfyServer:
     """A ComfyUI server process; use as a context manager."""
 
     def __init__(self, workdir: Path | None = None, extra_paths: dict[str, Path] | None = None,
-                 startup_timeout: float = 180.0, extra_args: list[str] | None = None) -> None:
+                 startup_timeout: float = 180.0, extra_args: list[str] | None = None,
+                 extra_custom_nodes: list[Path] | None = None) -> None:
+        """``extra_custom_nodes``: more node packages to link beside the pack (the tests' gate nodes)."""
         self.root = comfyui_root()
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="dwgf-server-")).resolve()
         self.extra_paths = extra_paths or {}
         self.startup_timeout = startup_timeout
         self.extra_args = extra_args or []
+        self.extra_custom_nodes = [Path(p).resolve() for p in extra_custom_nodes or []]
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.client_id = uuid.uuid4().hex
@@ -104,8 +107,12 @@ class ComfyServer:
         return self.workdir / "input"
 
     def _write_paths_config(self) -> Path:
-        lines = ["dwgf:", f"    base_path: {self.workdir}",
-                 f"    custom_nodes: {linked_custom_nodes_dir(self.workdir)}"]
+        custom_nodes = linked_custom_nodes_dir(self.workdir)
+        for package in self.extra_custom_nodes:
+            link = custom_nodes / package.name
+            if not link.exists():
+                link.symlink_to(package, target_is_directory=True)
+        lines = ["dwgf:", f"    base_path: {self.workdir}", f"    custom_nodes: {custom_nodes}"]
         lines += [f"    {kind}: {path}" for kind, path in self.extra_paths.items()]
         config = self.workdir / "extra_model_paths.yaml"
         config.write_text("\n".join(lines) + "\n")
