@@ -354,26 +354,86 @@ def box_mask(height: int, width: int, top: int, left: int, box_height: int, box_
     return known
 
 
-def reference_box_mask(height: int, width: int) -> torch.Tensor:
-    """DWGF's reference box (rows 150–449 × cols 250–449 at 512²), scaled to this size."""
+SMALLEST_SIZE_SEARCHED = 256  # the tiny-image messages look for a working square size up to this side
+
+
+def smallest_working_square(works: Callable[[int], bool]) -> int | None:
+    """The smallest side ``n`` of an ``n × n`` image for which ``works(n)``; ``None`` if none up to
+    :data:`SMALLEST_SIZE_SEARCHED` (a tiny image's message names the size that does work)."""
+    return next((side for side in range(1, SMALLEST_SIZE_SEARCHED + 1) if works(side)), None)
+
+
+def _at_least(side: int | None) -> str:
+    return f"an image of at least {side}x{side}" if side else "a larger image"
+
+
+def _measures_and_fills(known: torch.Tensor) -> bool:
+    """Whether a known-pixel mask leaves pixels both measured and to fill."""
+    kept = int(known.sum())
+    return 0 < kept < known.numel()
+
+
+def _reference_box(height: int, width: int) -> tuple[int, int, int, int]:
     sy, sx = height / 512.0, width / 512.0
     top, bottom = round(150 * sy), round(450 * sy)
     left, right = round(250 * sx), round(450 * sx)
-    return box_mask(height, width, top, left, bottom - top, right - left)
+    return top, left, bottom - top, right - left
+
+
+def reference_box_mask(height: int, width: int) -> torch.Tensor:
+    """DWGF's reference box (rows 150–449 × cols 250–449 at 512²), scaled to this size."""
+    top, left, box_height, box_width = _reference_box(height, width)
+    if box_height >= height and box_width >= width:  # only 1x1: the box is never empty
+        side = smallest_working_square(lambda n: _reference_box(n, n)[2:] != (n, n))
+        raise DWGFInputError(
+            f"image: this {height}x{width} image is too small for 'inpaint box (DWGF reference)': the reference box "
+            f"(rows 150-449, cols 250-449 of 512x512, scaled to the image) covers every pixel, so nothing is "
+            f"measured. Use {_at_least(side)}")
+    return box_mask(height, width, top, left, box_height, box_width)
+
+
+def _centred_box_side(height: int, width: int, fraction: float) -> int:
+    return max(1, round(fraction * min(height, width)))
 
 
 def centered_box_mask(height: int, width: int, fraction: float = 0.5) -> torch.Tensor:
     """A centred square hole whose side is ``fraction`` of the shorter image side."""
     require(0 < fraction < 1, f"box fraction must be in (0, 1), got {fraction}")
-    side = max(1, round(fraction * min(height, width)))
+    side = _centred_box_side(height, width, fraction)
+    if side >= height and side >= width:  # (the side never exceeds the shorter one): a square image, all hidden
+        smallest = smallest_working_square(lambda n: _centred_box_side(n, n, fraction) < n)
+        raise DWGFInputError(
+            f"image: this {height}x{width} image is too small for 'inpaint box (centre)' with box_fraction "
+            f"{fraction:g}: the {side}x{side} box{' (never smaller than one pixel)' if side == 1 else ''} covers "
+            f"every pixel, so nothing is measured. Use {_at_least(smallest)} for this box_fraction"
+            + (", or a smaller box_fraction" if side > 1 else ""))
     return box_mask(height, width, (height - side) // 2, (width - side) // 2, side, side)
 
 
-def random_mask(height: int, width: int, keep_probability: float, seed: int) -> torch.Tensor:
-    """Each pixel known independently with ``keep_probability`` (seeded)."""
-    require(0 < keep_probability < 1, f"keep probability must be in (0, 1), got {keep_probability}")
+def _seeded_uniform(height: int, width: int, seed: int) -> torch.Tensor:
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
-    return torch.rand(height, width, generator=generator) < keep_probability
+    return torch.rand(height, width, generator=generator)
+
+
+def random_mask(height: int, width: int, keep_probability: float, seed: int) -> torch.Tensor:
+    """Each pixel known independently with ``keep_probability`` (seeded). A draw that keeps every
+    pixel or none (likely on a tiny image) is refused, naming the smallest square size at which this
+    seed and ``keep_probability`` leave pixels both measured and to fill."""
+    require(0 < keep_probability < 1, f"keep probability must be in (0, 1), got {keep_probability}")
+    known = _seeded_uniform(height, width, seed) < keep_probability
+    if not _measures_and_fills(known):
+        what = ("keeps every pixel, so there is nothing to fill" if bool(known.all())
+                else "hides every pixel, so nothing is measured")
+        smallest = smallest_working_square(
+            lambda n: _measures_and_fills(_seeded_uniform(n, n, seed) < keep_probability))
+        other_seed = ("; another seed may work at this size" if height * width > 1
+                      else " (a single pixel cannot be both measured and filled)")
+        raise DWGFInputError(
+            f"image: this {height}x{width} image is too small for 'inpaint random pixels' with keep_probability "
+            f"{keep_probability:g} and seed {seed}: the random mask {what}. "
+            + (f"With these settings the smallest square image that works is {smallest}x{smallest}" if smallest
+               else "Use a larger image") + other_seed)
+    return known
 
 
 def known_from_fill_mask(mask: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:

@@ -92,3 +92,26 @@ def preset_settings(name: str, steps: int, denoise: float, ae_every: int,
     preset = PRESETS[name]
     full = full_decoder_steps if preset.full_decoder_steps is None else preset.full_decoder_steps
     return preset.steps, preset.denoise, preset.ae_every, full
+
+
+PRESET_INPUTS: tuple[str, ...] = ("steps", "denoise", "ae_every", "full_decoder_steps")
+
+
+def preset_overrides(name: str, steps: int, denoise: float, ae_every: int,
+                     full_decoder_steps: int = 0) -> list[tuple[str, float, float]]:
+    """The inputs preset ``name`` sets to another value than the user gave: ``(input, given, used)``
+    in the order of :data:`PRESET_INPUTS`; empty for ``custom`` and where they agree."""
+    given = (steps, denoise, ae_every, full_decoder_steps)
+    used = preset_settings(name, *given)
+    return [(input_name, mine, its) for input_name, mine, its in zip(PRESET_INPUTS, given, used, strict=True)
+            if mine != its]
+
+
+def preset_override_note(name: str, overrides: list[tuple[str, float, float]]) -> str:
+    """What a preset's run does instead of the inputs it overrides, in one sentence for the node and the log."""
+    settings = ", ".join(f"{input_name} {its:g} (the {input_name} input says {mine:g})"
+                         for input_name, mine, its in overrides)
+    names = [input_name for input_name, _, _ in overrides]
+    inputs = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+    return (f"preset '{name}' runs with {settings}: a preset sets {inputs} itself; set preset to '{CUSTOM}' "
+            "to run the inputs as given")

@@ -29,7 +29,7 @@ import latent_preview
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from ..dwgf import parametrisation
+from ..dwgf import parametrisation, process_limits
 from ..dwgf.errors import DWGFInputError
 
 # ---------------------------------------------------------------------------------------------
@@ -440,8 +440,16 @@ def interruptible_networks(vae: Any, model: Any, fast_vae: Any = None) -> interr
 
 def free_memory_bytes(device: torch.device) -> int:
     """What ComfyUI counts as free on ``device`` (free VRAM plus its cache on a GPU, available RAM
-    on the CPU)."""
-    return int(comfy.model_management.get_free_memory(device))
+    on the CPU); on the CPU, less where a limit on this process leaves less."""
+    free = int(comfy.model_management.get_free_memory(device))
+    limit = process_memory_limit(device)
+    return free if limit is None else min(free, limit.free_bytes)
+
+
+def process_memory_limit(device: torch.device) -> process_limits.MemoryLimit | None:
+    """The tightest memory limit set on this process (a container's cgroup limit, ``ulimit -v``), on
+    the CPU only: on a GPU the device's memory is what counts."""
+    return process_limits.tightest_limit() if device.type == "cpu" else None
 
 
 def _check_interrupt_hook(module: torch.nn.Module, args: tuple) -> None:
@@ -675,3 +683,18 @@ def decode_latents(vae: Any, samples: torch.Tensor) -> torch.Tensor:
     """ComfyUI's own VAE decode (tiling fallback included) to an IMAGE batch."""
     images = vae.decode(samples)
     return images.reshape(-1, *images.shape[-3:]) if images.ndim > 4 else images
+
+
+def show_text_on_node(text: str) -> None:
+    """Show ``text`` on the running node in the editor (ComfyUI's progress text, 0.3.x and later);
+    does nothing in a ComfyUI without it (the March-2024 copy) or outside a server's run."""
+    try:
+        import server
+        from comfy_execution.utils import get_executing_context
+    except ImportError:
+        return
+    instance = getattr(server.PromptServer, "instance", None)
+    send = getattr(instance, "send_progress_text", None)
+    context = get_executing_context()
+    if send is not None and context is not None:
+        send(text, context.node_id, getattr(instance, "client_id", None))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
 
 from ..dwgf.degradation import Degradation
 from ..dwgf.flow import FULL_DECODER_STEPS, dwgf_levels, run_dwgf
-from ..dwgf.presets import CUSTOM, preset_settings
+from ..dwgf.presets import CUSTOM, preset_override_note, preset_overrides, preset_settings
 from ..dwgf.schedule import REFERENCE_LAST_TIMESTEP
 from ..dwgf.warm_start import start_timestep
 from . import comfy_adapter
@@ -24,6 +25,8 @@ from .sampler_inputs import (
     problem_inputs,
     repulsion_inputs,
 )
+
+LOGGER = logging.getLogger(__name__)
 
 
 class DWGFSampler:
@@ -62,15 +65,33 @@ class DWGFSampler:
         return {"required": required,
                 "optional": {**memory_inputs(), **preset_inputs(), **repulsion_inputs(), **fast_inputs()}}
 
+    @classmethod
+    def input_defaults(cls) -> dict[str, Any]:
+        """Each input's widget default: a preset's note names only the values a user changed."""
+        inputs = cls.INPUT_TYPES()
+        return {name: spec[1].get("default") for group in inputs.values() for name, spec in group.items()
+                if len(spec) > 1 and isinstance(spec[1], dict)}
+
     def sample(self, model: Any, positive: Any, negative: Any, vae: Any, degradation: Degradation,
                measurement: torch.Tensor, seed: int, steps: int, particles: int, learning_rate: float,
                prior_weight: float, ae_weight: float, decoder_noise: float, cfg: float,
                memory: str = FASTEST, memory_check: bool = True, preset: str = CUSTOM, denoise: float = 1.0,
                ae_every: int = 1, repulsion: float = 0.0, repulsion_schedule: str = "high noise",
-               fast_vae: Any = None, full_decoder_steps: int = FULL_DECODER_STEPS) -> tuple[dict]:
+               fast_vae: Any = None, full_decoder_steps: int = FULL_DECODER_STEPS) -> tuple[dict] | dict:
         """An API prompt without ``preset`` runs as before the presets existed ('custom'); one without
-        ``fast_vae`` as before the fast path existed."""
+        ``fast_vae`` as before the fast path existed. A preset that runs other steps, denoise or
+        ae_every (or, with a fast_vae, full_decoder_steps) than a user set (not the widget's default) is
+        told on the node and in the log; the node then returns ComfyUI's ``{"ui": ..., "result": ...}``."""
         require_finite_inputs(cfg=cfg, denoise=denoise, repulsion=repulsion)
+        defaults = self.input_defaults()
+        overrides = [(name, given, used) for name, given, used
+                     in preset_overrides(preset, steps, denoise, ae_every, full_decoder_steps)
+                     if given != defaults[name]  # a value the user set, not the untouched widget
+                     and (name != "full_decoder_steps" or fast_vae is not None)]  # ignored without one
+        note = preset_override_note(preset, overrides) if overrides else None
+        if note:
+            LOGGER.warning("DWGF Sampler: %s", note)
+            comfy_adapter.show_text_on_node(note)
         steps, denoise, ae_every, full_decoder_steps = preset_settings(preset, steps, denoise, ae_every,
                                                                        full_decoder_steps)
         first = start_timestep(denoise, REFERENCE_LAST_TIMESTEP, steps)
@@ -81,8 +102,11 @@ class DWGFSampler:
                                            full_decoder_steps=full_decoder_steps)
         problem = MeasurementBatch.prepare(model, vae, degradation, measurement)
         levels = dwgf_levels(comfy_adapter.model_alphas_cumprod(model), config)
-        return (sample_each_measurement(run_dwgf, config, levels, problem, model, positive, negative, vae, cfg,
-                                        run_memory, fast_vae=fast_vae),)
+        result = (sample_each_measurement(run_dwgf, config, levels, problem, model, positive, negative, vae, cfg,
+                                          run_memory, fast_vae=fast_vae),)
+        # ComfyUI keeps a node's "ui" text in the prompt's history; callers outside ComfyUI get the plain
+        # tuple when the preset and the inputs agree
+        return {"ui": {"text": [note]}, "result": result} if note else result
 
 
 NODE_CLASS_MAPPINGS = {"DWGF_Sampler": DWGFSampler}

@@ -85,7 +85,8 @@ def check_run_memory(autoencoder: Any, latent_shape: tuple[int, int, int], parti
             advice.append(f"full_decoder_steps 0, so only the fast VAE's decoder runs (about {format_gib(fast_only)})")
     if this.particles_at_once == particles and particles > 1:
         most = this.most_particles_at_once(footprint, free)
-        advice.append(f"at most {most} particles at this size" if most >= 1 else "no particle at this size")
+        advice.append(f"at most {most} particle{'s' * (most > 1)} at this size" if most >= 1
+                      else "no particle at this size")
     for name, at_once, checkpointed in memory.alternatives:
         other = run_of(at_once, checkpointed).working_bytes(footprint)
         if other <= free:
@@ -95,10 +96,12 @@ def check_run_memory(autoencoder: Any, latent_shape: tuple[int, int, int], parti
     advice.append(f"images up to about {side}x{side} with these settings" if side >= factor
                   else "no image size with these settings")
     height, width = latent_h * factor, latent_w * factor
+    limit = comfy_adapter.process_memory_limit(device)  # named when it is what left `free` (read again)
+    under = f" under {limit.what}" if limit and limit.free_bytes <= free + max(free // 20, 2**26) else ""
     which = ("its last iterations (the full VAE decoder)" if worst is autoencoder and len(decoders) > 1
              else "its first iteration")
     raise DWGFInputError(
         f"memory: restoring a {height}x{width} image with {particles} particles in memory mode '{memory.mode}' "
         f"needs about {format_gib(needed)} of working memory for {which}, but {where} has "
-        f"{format_gib(free)} free. What fits: {'; '.join(advice)}. Or restore a region around the damage at "
+        f"{format_gib(free)} free{under}. What fits: {'; '.join(advice)}. Or restore a region around the damage at "
         "the model's native size. (Set memory_check to false to run anyway.)")

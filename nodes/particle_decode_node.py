@@ -85,8 +85,9 @@ class ParticleDecode:
                 "degradation": (DEGRADATION_TYPE, {"tooltip": "The degradation the sampler used (for pasting)."}),
                 "measurement": ("IMAGE", {"tooltip": "The measurement the sampler used (for pasting)."}),
                 "particles_per_image": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip":
-                                        "0 = as the DWGF/PSLD Sampler recorded it. For a LATENT from SamplerCustom "
-                                        "with the DWGF custom SAMPLER, the batch size of its empty latent."}),
+                                        "0 = as the DWGF/PSLD Sampler recorded it (any other value must agree "
+                                        "with that record). For a LATENT from SamplerCustom with the DWGF custom "
+                                        "SAMPLER, which records nothing: the batch size of its empty latent."}),
                 "spread_scale": (list(SPREAD_SCALES), {"default": NORMALISED, "tooltip":
                                  "How the spread map is scaled: normalised per image (the brightest pixel white: "
                                  "shows where, not how much), or absolute: the standard deviation in image units "

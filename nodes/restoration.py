@@ -12,11 +12,12 @@ from typing import Any
 import torch
 
 from ..dwgf.degradation import Degradation
-from ..dwgf.errors import require
+from ..dwgf.errors import DWGFInputError, require
 from ..dwgf.imaging import bhwc_unit_to_bchw_signed
 from ..dwgf.operators import on_canvas
 from . import comfy_adapter
 from .memory_guard import RunMemory, check_run_memory
+from .out_of_memory import RunShape, explain_out_of_memory
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ IMAGES_KEY = "dwgf_images"
 VAE_KEY = "dwgf_vae"
 IMAGE_SIZE_KEY = "dwgf_image_size"
 BATCHING_NODES = "Repeat Latent Batch, Latent Batch, Latent From Batch, Rebatch Latents"
+PARTICLES_PER_IMAGE_MAX = 64  # Particle Decode's particles_per_image input
 
 
 def particles_latent(samples: torch.Tensor, particles: int, images: int, vae: Any,
@@ -78,19 +80,49 @@ def crop_to_image_size(images: torch.Tensor, latent: dict[str, Any]) -> torch.Te
     return images[:, : int(size[0]), : int(size[1]), :]
 
 
+def divisors(number: int, largest: int = PARTICLES_PER_IMAGE_MAX) -> list[int]:
+    """The whole numbers up to ``largest`` that divide ``number`` (the particles_per_image values that work)."""
+    return [value for value in range(1, min(number, largest) + 1) if number % value == 0]
+
+
 def particles_per_image(latent: dict[str, Any], given: int = 0) -> int:
-    """How many consecutive latents belong to one image: ``given`` when > 0, else as the sampler
-    recorded it (1 for a LATENT from elsewhere)."""
-    count = int(given) if given > 0 else int(latent.get(PARTICLES_KEY, 1))
-    batch = latent["samples"].shape[0]
-    images = latent.get(IMAGES_KEY) if given <= 0 else None
-    expected = count * int(images) if images is not None else None
-    require(count >= 1 and batch % count == 0 and (expected is None or batch == expected),
-            f"particles: the LATENT holds {batch} latents, but the sampler made {expected or '?'} "
-            f"({images or '?'} images x {count} particles); a batching node between the sampler and "
-            f"Particle Decode ({BATCHING_NODES}) changed it, or particles_per_image does not divide it: "
-            "connect the sampler's output directly")
-    return count
+    """How many consecutive latents belong to one image: as the sampler recorded it; ``given`` (> 0)
+    must agree with that record. A LATENT without a record (from SamplerCustom with the DWGF
+    SAMPLER) takes ``given``, which must divide its batch, or 1 (every latent its own image).
+
+    A record that no longer matches the batch means a batching node changed it."""
+    given = int(given)
+    require(given >= 0, f"particles_per_image is {given}: use 0 (as the sampler recorded it) or a positive count")
+    batch = int(latent["samples"].shape[0])
+    recorded, images = latent.get(PARTICLES_KEY), latent.get(IMAGES_KEY)
+    if recorded is None:
+        count = given or 1
+        require(batch % count == 0,
+                f"particles_per_image: {count} does not divide the LATENT's batch of {batch} latents (this LATENT "
+                f"does not record how many particles it holds, as one from SamplerCustom): use one that divides "
+                f"it ({', '.join(map(str, divisors(batch)))}), normally the batch size of the empty latent the "
+                "sampler started from")
+        return count
+    recorded = int(recorded)
+    made = recorded * int(images) if images is not None else None
+    require(recorded >= 1 and batch % recorded == 0 and (made is None or batch == made),
+            f"particles: the LATENT holds {batch} latents, but the sampler made {made or '?'} "
+            f"({images or '?'} images x {recorded} particles); a batching node between the sampler and "
+            f"Particle Decode ({BATCHING_NODES}) changed it: connect the sampler's output directly")
+    images = batch // recorded
+    if given and given != recorded:
+        effect = (f"{given} does not divide its {batch} latents" if batch % given
+                  else f"one 'mean' would blend the particles of {given // recorded} different images"
+                  if given % recorded == 0
+                  else "each particle would be its own 'mean', with an all-black spread" if given == 1
+                  else f"each image's {recorded} particles would give {recorded // given} separate 'means'"
+                  if recorded % given == 0
+                  else f"groups of {given} would mix the particles of different images")
+        raise DWGFInputError(
+            f"particles_per_image: {given} contradicts the LATENT, which the sampler made as {images} "
+            f"image{'s' if images != 1 else ''} x {recorded} particles ({effect}): set particles_per_image "
+            f"to 0 (as recorded) or {recorded}")
+    return recorded
 
 
 def check_vae_of_particles(latent: dict[str, Any], vae: Any) -> None:
@@ -140,15 +172,19 @@ def run_in_comfyui(run: Callable, config: Any, levels: list, latent_shape: tuple
                    vae: Any, memory: RunMemory, operator: Any, y: torch.Tensor, denoiser: Any, device: torch.device,
                    on_step: Callable, initial: torch.Tensor | None = None, fast_vae: Any = None) -> torch.Tensor:
     """One core run inside ComfyUI's sampler: the VAE (and fast VAE) made differentiable, the memory
-    checked, the networks interruptible; returns model-space latents."""
+    checked, the networks interruptible, running out of memory explained; returns model-space latents."""
     autoencoder = comfy_adapter.prepare_vae(vae, model)
     extra: dict[str, Any] = {}
     fast = None
     if fast_vae is not None:
         fast = comfy_adapter.prepare_fast_vae(fast_vae, vae, model, autoencoder)
         extra["fast_autoencoder"] = fast
+    full_decoder_steps = getattr(config, "full_decoder_steps", 0)
     check_run_memory(autoencoder, latent_shape, config.particles, memory, device, fast_autoencoder=fast,
-                     full_decoder_steps=getattr(config, "full_decoder_steps", 0))
-    with comfy_adapter.interruptible_networks(vae, model, fast_vae):
+                     full_decoder_steps=full_decoder_steps)
+    shape = RunShape(latent_shape[1] * autoencoder.downscale, latent_shape[2] * autoencoder.downscale,
+                     config.particles, memory, device, fast is not None and fast is not autoencoder,
+                     full_decoder_steps)
+    with comfy_adapter.interruptible_networks(vae, model, fast_vae), explain_out_of_memory(shape):
         return run(denoiser, autoencoder, config, latent_shape, operator, y.to(device), levels=levels, device=device,
                    callback=on_step, initial=None if initial is None else initial.to(device), **extra)

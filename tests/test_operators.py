@@ -151,3 +151,52 @@ def test_to_device_copy_is_an_ordinary_tensor_copy() -> None:
         assert not any(t.is_inference() for t in vars(moved).values() if isinstance(t, torch.Tensor))
     y = torch.randn(1, 3, 8, 8)
     assert torch.equal(op.to("cpu").adjoint(y), op.adjoint(y))
+
+
+# -- tiny images (issue 29): the image size is the culprit, with the smallest size that works ----------------
+def measures_and_fills(known: torch.Tensor) -> bool:
+    return 0 < int(known.sum()) < known.numel()
+
+
+@pytest.mark.parametrize(("side", "fraction", "smallest"), [(1, 0.5, 2), (4, 0.9, 5), (10, 0.95, 11)])
+def test_a_centre_box_covering_a_tiny_image_names_the_size_and_box_fraction(side: int, fraction: float,
+                                                                             smallest: int) -> None:
+    with pytest.raises(ValueError) as caught:
+        ops.centered_box_mask(side, side, fraction)
+    message = str(caught.value)
+    assert message.startswith(f"image: this {side}x{side} image is too small for 'inpaint box (centre)' with "
+                              f"box_fraction {fraction:g}")
+    assert f"Use an image of at least {smallest}x{smallest} for this box_fraction" in message
+    assert ("smaller box_fraction" in message) == (side > 1)  # a 1x1 image has no smaller box
+    assert "Paint" not in message
+    assert measures_and_fills(ops.centered_box_mask(smallest, smallest, fraction))
+    ops.Inpainting(ops.centered_box_mask(1, 5, fraction))  # a thin image keeps pixels beside the box
+
+
+def test_the_reference_box_on_a_one_pixel_image_names_the_size() -> None:
+    with pytest.raises(ValueError, match=r"image: this 1x1 image is too small for 'inpaint box \(DWGF reference\)'"
+                                         r".*at least 2x2"):
+        ops.reference_box_mask(1, 1)
+    for height, width in ((2, 2), (1, 2), (2, 1), (3, 7)):
+        assert measures_and_fills(ops.reference_box_mask(height, width))
+
+
+@pytest.mark.parametrize(("side", "keep", "seed", "what"), [
+    (1, 0.3, 0, "hides every pixel, so nothing is measured"),
+    (2, 0.01, 0, "hides every pixel, so nothing is measured"),
+    (3, 0.99, 0, "keeps every pixel, so there is nothing to fill"),
+])
+def test_a_random_mask_that_hides_all_or_nothing_names_the_size_seed_and_smallest_size(side: int, keep: float,
+                                                                                        seed: int, what: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        ops.random_mask(side, side, keep, seed)
+    message = str(caught.value)
+    assert message.startswith(f"image: this {side}x{side} image is too small for 'inpaint random pixels' with "
+                              f"keep_probability {keep:g} and seed {seed}: the random mask {what}")
+    smallest = int(message.split("the smallest square image that works is ")[1].split("x")[0])
+    assert measures_and_fills(ops.random_mask(smallest, smallest, keep, seed))  # the named size works
+    for smaller in range(1, smallest):  # and none below it does, with this seed
+        known = torch.rand(smaller, smaller, generator=torch.Generator().manual_seed(seed)) < keep
+        assert not measures_and_fills(known)
+    assert ("another seed may work at this size" in message) == (side > 1)
+    assert "Paint" not in message

@@ -140,12 +140,14 @@ def scratch_dir() -> Path:
 
 
 def call_node(node_id: str, **inputs: object) -> object:
-    """Run one node as ComfyUI's executor does: a fresh instance, inside ``torch.inference_mode()``."""
+    """Run one node as ComfyUI's executor does: a fresh instance, inside ``torch.inference_mode()``;
+    the outputs (a node that also returns ``{"ui": ..., "result": ...}`` gives its ``result``)."""
     import torch
 
     node_class = import_comfyui().NODE_CLASS_MAPPINGS[node_id]
     with torch.inference_mode():
-        return getattr(node_class(), node_class.FUNCTION)(**inputs)
+        output = getattr(node_class(), node_class.FUNCTION)(**inputs)
+    return output["result"] if isinstance(output, dict) and "result" in output else output
 
 
 def node_defaults(node_id: str) -> dict[str, object]:
