@@ -28,6 +28,25 @@ def test_saved_bytes_count_what_autograd_keeps_and_skip_the_weights() -> None:
     assert memory.saved_bytes_of(conv, z) == 4 * (z.numel() + weight.numel())
 
 
+def test_the_probe_frees_the_graph_it_measures() -> None:
+    """A node that saves its own output (exp, sigmoid, …) must not keep the probe's graph alive: the pack hook
+    once returned the tensor itself, a cycle through autograd's C++ nodes that Python's collector
+    cannot break, and every probed VAE leaked its probe graphs (0.5 GB per SD 1.5 VAE, issue 29)."""
+    import gc
+    import weakref
+
+    outputs: list[weakref.ref] = []
+
+    def network(x: torch.Tensor) -> torch.Tensor:
+        y = torch.exp(x * 2.0)
+        outputs.append(weakref.ref(y))
+        return y.sum(dim=1)
+
+    assert memory.saved_bytes_of(network, torch.ones(1, 4, 64, 64)) > 0
+    gc.collect()
+    assert outputs and outputs[0]() is None
+
+
 def test_the_probe_fit_extrapolates_a_quadratic_footprint() -> None:
     footprint = memory.probe_decoder(attention_like, channels=4, device=torch.device("cpu"))
     assert footprint.quadratic == pytest.approx(4.0, rel=1e-6)  # float32 P × P softmax output

@@ -7,7 +7,9 @@ input/output/temp folders and a ``custom_nodes`` folder that links to this pack.
 
 from __future__ import annotations
 
+import copy
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -83,14 +85,16 @@ class ComfyServer:
 
     def __init__(self, workdir: Path | None = None, extra_paths: dict[str, Path] | None = None,
                  startup_timeout: float = 180.0, extra_args: list[str] | None = None,
-                 extra_custom_nodes: list[Path] | None = None) -> None:
-        """``extra_custom_nodes``: more node packages to link beside the pack (the tests' gate nodes)."""
+                 extra_custom_nodes: list[Path] | None = None, env: dict[str, str] | None = None) -> None:
+        """``extra_custom_nodes``: more node packages to link beside the pack (the tests' gate nodes);
+        ``env``: variables added to the server's environment (e.g. glibc's ``MALLOC_MMAP_THRESHOLD_``)."""
         self.root = comfyui_root()
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="dwgf-server-")).resolve()
         self.extra_paths = extra_paths or {}
         self.startup_timeout = startup_timeout
         self.extra_args = extra_args or []
         self.extra_custom_nodes = [Path(p).resolve() for p in extra_custom_nodes or []]
+        self.env = dict(env or {})
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.client_id = uuid.uuid4().hex
@@ -147,7 +151,8 @@ class ComfyServer:
                    "--output-directory", str(self.output_dir), "--input-directory", str(self.input_dir),
                    "--temp-directory", str(self.workdir / "temp"), *self.extra_args]
         log = open(self.log_path, "w")  # noqa: SIM115 - closed by the process ending
-        self.process = subprocess.Popen(command, cwd=self._prepare_run_dir(), stdout=log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(command, cwd=self._prepare_run_dir(), stdout=log, stderr=subprocess.STDOUT,
+                                        env={**os.environ, **self.env})
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -207,8 +212,16 @@ class ComfyServer:
             raise PromptRejected(json.loads(error.read() or b"{}")) from None
         return answer["prompt_id"]
 
-    def interrupt(self) -> None:
-        self._request("/interrupt", {})
+    def interrupt(self, prompt_id: str | None = None) -> None:
+        """Cancel the running prompt; with ``prompt_id``, only if that one is running (ComfyUI 0.3.75;
+        the 2024 copy ignores it and cancels whatever runs)."""
+        self._request("/interrupt", {"prompt_id": prompt_id} if prompt_id else {})
+
+    def client(self) -> ComfyServer:
+        """Another client of this server (its own client id and websocket): for prompts sent at once."""
+        other = copy.copy(self)
+        other.client_id = uuid.uuid4().hex
+        return other
 
     def history(self, prompt_id: str) -> dict[str, Any]:
         return self.get_json(f"/history/{prompt_id}").get(prompt_id, {})

@@ -246,3 +246,34 @@ def build_taesd(name: str, seed: int = 5) -> Any:
         invalidate.pop("vae_approx", None)
     (vae,) = nodes.VAELoader().load_vae(name)
     return vae
+
+
+def write_random_checkpoint(family: str, path: Path, seed: int = 0) -> Path:
+    """A single-file checkpoint of ``family`` (``sd15``) with random UNet, VAE and text-encoder weights,
+    written by ComfyUI's own ``save_checkpoint``, so a server's stock *Load Checkpoint* loads it the
+    way it loads a user's file (the soak test and bench, issue 29). The UNet is stored in fp16 (the
+    published files' dtype); ComfyUI converts on load. Needs ComfyUI imported (``comfyui_env``)."""
+    import comfy.sd
+    import comfy.supported_models
+
+    require_family = {"sd15": comfy.supported_models.SD15}
+    if family not in require_family:
+        raise NotImplementedError(f"random checkpoints are written for {sorted(require_family)}, not {family!r}")
+    with torch.no_grad():  # the 2024 copy's CLIP writes its weights in place while it is built
+        model = build_model(family, torch.float16, seed=seed)
+        vae = build_vae(seed=seed + 1)
+        clip_target = require_family[family](dict(UNET_CONFIGS[family])).clip_target()
+        clip = comfy.sd.CLIP(target=clip_target)
+        randomize_(clip.cond_stage_model, seed + 2)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        comfy.sd.save_checkpoint(str(path), model, clip=clip, vae=vae)
+    return path
+
+
+if __name__ == "__main__":  # python tools/sd_architectures.py sd15 OUT.safetensors: a random checkpoint file
+    import sys
+
+    import comfyui_env
+
+    comfyui_env.import_comfyui()
+    print(write_random_checkpoint(sys.argv[1], Path(sys.argv[2])))
