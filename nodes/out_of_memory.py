@@ -94,6 +94,26 @@ class RunShape:
                 if weight(at_once, checkpointed) > mine]
 
 
+@dataclass(frozen=True)
+class DecodeShape:
+    """Particle Decode's decode of ``images`` latents to ``height`` x ``width``: the guard does not cost it
+    (it runs after the sampler, without gradients), so a limit it fits under only just can stop it."""
+
+    height: int
+    width: int
+    images: int
+    device: torch.device
+
+    def message(self, error: BaseException) -> str:
+        where = "the CPU" if self.device.type == "cpu" else str(self.device)
+        said = " ".join(str(error).split()) or type(error).__name__
+        return (f"memory: ran out of memory while decoding {self.images} particles of {self.height}x{self.width} "
+                f"with the VAE on {where}. PyTorch said: \"{said}\". The decode's memory has been released and "
+                "ComfyUI keeps the sampler's particles: with memory freed, queue the prompt again and only the "
+                "decode runs. To use less: ComfyUI's VAE Decode (Tiled) on the sampler's LATENT for the particle "
+                "images, fewer particles, or a smaller image.")
+
+
 class explain_out_of_memory:  # noqa: N801 - used as a context manager, reads like one
     """Re-raise an allocation failure inside the context as a :class:`DWGFOutOfMemoryError` for ``run``.
 
@@ -101,7 +121,7 @@ class explain_out_of_memory:  # noqa: N801 - used as a context manager, reads li
     before the new error is raised: PyTorch's error stays chained for the log, holding no tensors.
     """
 
-    def __init__(self, run: RunShape) -> None:
+    def __init__(self, run: RunShape | DecodeShape) -> None:
         self.run = run
 
     def __enter__(self) -> explain_out_of_memory:

@@ -11,6 +11,7 @@ from ..dwgf.errors import require
 from ..dwgf.operators import Inpainting
 from . import comfy_adapter
 from .common import CATEGORY, DEGRADATION_TYPE
+from .out_of_memory import DecodeShape, explain_out_of_memory
 from .restoration import check_vae_of_particles, crop_to_image_size
 from .restoration import particles_per_image as particles_in_latent
 
@@ -102,7 +103,12 @@ class ParticleDecode:
                spread_scale: str = NORMALISED) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         count = particles_in_latent(particles, particles_per_image)
         check_vae_of_particles(particles, vae)
-        images = crop_to_image_size(comfy_adapter.decode_latents(vae, particles["samples"]), particles)
+        samples = particles["samples"]
+        shape = DecodeShape(samples.shape[-2] * comfy_adapter.vae_downscale_ratio(vae),
+                            samples.shape[-1] * comfy_adapter.vae_downscale_ratio(vae), samples.shape[0],
+                            samples.device)
+        with explain_out_of_memory(shape):
+            images = crop_to_image_size(comfy_adapter.decode_latents(vae, samples), particles)
         if paste_known_pixels:
             require(degradation is not None and measurement is not None,
                     "paste_known_pixels needs the degradation and the measurement inputs connected")

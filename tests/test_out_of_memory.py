@@ -279,3 +279,27 @@ def test_only_allocation_failures_are_explained(comfy_nodes) -> None:
     assert detect(RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 1 bytes."))
     assert detect(RuntimeError("MPS backend out of memory (MPS allocated: 1 GB)")) and detect(MemoryError())
     assert not detect(RuntimeError("Expected all tensors to be on the same device")) and not detect(ValueError("x"))
+
+
+def test_particle_decode_explains_running_out_of_memory(demo, monkeypatch) -> None:
+    """The guard does not cost Particle Decode (measured: under a process limit the guard's advice let
+    the sampler through and the decode then failed with PyTorch's bare error): its allocation failure
+    is explained too, and the particles' LATENT is left as it was."""
+    import torch
+    from comfyui_env import call_node, pack_submodule
+
+    errors = pack_submodule("nodes.out_of_memory")
+    latent = {"samples": torch.zeros(3, 4, 12, 16)}
+    vae = demo["vae"]
+
+    def decode_fails(samples: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 655360000 bytes.")
+
+    monkeypatch.setattr(vae, "decode", decode_fails)
+    with pytest.raises(errors.DWGFOutOfMemoryError) as caught:
+        call_node("DWGF_ParticleDecode", particles=latent, vae=vae, paste_known_pixels=False, particles_per_image=3)
+    message = str(caught.value)
+    assert message.startswith("memory: ran out of memory while decoding 3 particles of 24x32 with the VAE on the CPU")
+    assert "can't allocate memory" in message and "VAE Decode (Tiled)" in message
+    assert latent["samples"].shape == (3, 4, 12, 16)
