@@ -29,6 +29,9 @@ def chromium_available() -> bool:
     return CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)
 
 
+DEFAULT_GRAPH_WAIT_MS = 30_000
+
+
 class Editor:
     """One browser tab on a running :class:`comfy_server.ComfyServer`; use as a context manager."""
 
@@ -57,7 +60,7 @@ class Editor:
         self.page.wait_for_function(
             "types => !!(window.app && window.app.graph && window.LiteGraph"
             " && types.every(t => window.LiteGraph.registered_node_types[t]))", arg=list(PACK_NODE_TYPES))
-        self.page.wait_for_timeout(500)  # let start-up extensions finish loading their default graph
+        self.wait_for_default_graph()
         # Errors the page raised while starting, before any graph of ours (the current frontend,
         # 1.27, throws one from its settings store on a fresh profile); later ones are ours.
         self.startup_errors, self.page_errors = self.page_errors, []
@@ -67,6 +70,17 @@ class Editor:
         self._context.close()
         self._playwright.stop()
         shutil.rmtree(self._profile, ignore_errors=True)
+
+    def wait_for_default_graph(self) -> None:
+        """Wait until the page has put its default graph on the canvas, so it cannot replace the graph a
+        test loads next (issue 29: no fixed sleep that a slow machine could outrun); a page that shows
+        no default graph is waited for at most DEFAULT_GRAPH_WAIT_MS."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            self.page.wait_for_function("() => window.app.graph._nodes.length > 0", timeout=DEFAULT_GRAPH_WAIT_MS)
+        except PlaywrightTimeout:
+            pass
 
     def _quiet_first_run(self) -> None:
         """Pre-set the current frontend's settings so no dialog opens over the canvas (the 2024
