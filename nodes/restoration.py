@@ -111,18 +111,25 @@ def particles_per_image(latent: dict[str, Any], given: int = 0) -> int:
             f"Particle Decode ({BATCHING_NODES}) changed it: connect the sampler's output directly")
     images = batch // recorded
     if given and given != recorded:
-        effect = (f"{given} does not divide its {batch} latents" if batch % given
-                  else f"one 'mean' would blend the particles of {given // recorded} different images"
-                  if given % recorded == 0
-                  else "each particle would be its own 'mean', with an all-black spread" if given == 1
-                  else f"each image's {recorded} particles would give {recorded // given} separate 'means'"
-                  if recorded % given == 0
-                  else f"groups of {given} would mix the particles of different images")
         raise DWGFInputError(
             f"particles_per_image: {given} contradicts the LATENT, which the sampler made as {images} "
-            f"image{'s' if images != 1 else ''} x {recorded} particles ({effect}): set particles_per_image "
-            f"to 0 (as recorded) or {recorded}")
+            f"image{'s' if images != 1 else ''} x {recorded} particles ({contradiction(given, recorded, batch)}): "
+            f"set particles_per_image to 0 (as recorded) or {recorded}")
     return recorded
+
+
+def contradiction(given: int, recorded: int, batch: int) -> str:
+    """What Particle Decode would have made of ``given`` particles per image where the sampler made
+    ``recorded``: the silent wrong answer the refusal prevents."""
+    if batch % given:
+        return f"{given} does not divide its {batch} latents"
+    if given % recorded == 0:
+        return f"one 'mean' would blend the particles of {given // recorded} different images"
+    if given == 1:
+        return "each particle would be its own 'mean', with an all-black spread"
+    if recorded % given == 0:
+        return f"each image's {recorded} particles would give {recorded // given} separate 'means'"
+    return f"groups of {given} would mix the particles of different images"
 
 
 def check_vae_of_particles(latent: dict[str, Any], vae: Any) -> None:
