@@ -47,6 +47,15 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and any(phrase in text for phrase in _OUT_OF_MEMORY_PHRASES)
 
 
+def device_words(device: torch.device) -> str:
+    return "the CPU" if device.type == "cpu" else str(device)
+
+
+def pytorch_words(error: BaseException) -> str:
+    """PyTorch's message on one line (its CPU allocator's spans several)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 @dataclass(frozen=True)
 class RunShape:
     """What a run was asked to do, for the message: the (canvas) image size, particles, memory use."""
@@ -61,8 +70,7 @@ class RunShape:
 
     def message(self, error: BaseException) -> str:
         """The sentence for ``error``: what ran out, PyTorch's words, why the guard let it run, what to try."""
-        where = "the CPU" if self.device.type == "cpu" else str(self.device)
-        said = " ".join(str(error).split()) or type(error).__name__
+        where, said = device_words(self.device), pytorch_words(error)
         if self.memory.check:
             guard = ("The memory guard had found enough free memory for it: it sees what the device reports free "
                      "and, on the CPU, the process's limits (ulimit -v, a cgroup's), not memory other processes "
@@ -105,8 +113,7 @@ class DecodeShape:
     device: torch.device
 
     def message(self, error: BaseException) -> str:
-        where = "the CPU" if self.device.type == "cpu" else str(self.device)
-        said = " ".join(str(error).split()) or type(error).__name__
+        where, said = device_words(self.device), pytorch_words(error)
         return (f"memory: ran out of memory while decoding {self.images} particles of {self.height}x{self.width} "
                 f"with the VAE on {where}. PyTorch said: \"{said}\". The decode's memory has been released and "
                 "ComfyUI keeps the sampler's particles: with memory freed, queue the prompt again and only the "

@@ -103,10 +103,8 @@ class ParticleDecode:
                spread_scale: str = NORMALISED) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         count = particles_in_latent(particles, particles_per_image)
         check_vae_of_particles(particles, vae)
-        samples = particles["samples"]
-        shape = DecodeShape(samples.shape[-2] * comfy_adapter.vae_downscale_ratio(vae),
-                            samples.shape[-1] * comfy_adapter.vae_downscale_ratio(vae), samples.shape[0],
-                            samples.device)
+        samples, factor = particles["samples"], comfy_adapter.vae_downscale_ratio(vae)
+        shape = DecodeShape(samples.shape[-2] * factor, samples.shape[-1] * factor, samples.shape[0], samples.device)
         with explain_out_of_memory(shape):
             images = crop_to_image_size(comfy_adapter.decode_latents(vae, samples), particles)
         if paste_known_pixels:

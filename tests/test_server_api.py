@@ -181,14 +181,6 @@ def test_bad_inputs_come_back_as_node_errors_naming_the_input(server) -> None:
     assert details["node_errors"]["4"]["class_type"] == "DWGF_Sampler"
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process from /proc (VmRSS), in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
 RSS_GROWTH_BOUND_MB = 20.0
 
 
@@ -201,6 +193,8 @@ def test_twenty_prompts_leave_the_servers_memory_flat(server) -> None:
 
     for seed in range(1000, 1003):  # warm-up: model load, allocator pools, first-run caches
         server.run(small(seed), timeout=300)
+    from soak import rss_mb
+
     before = rss_mb(server.process.pid)
     for seed in range(2000, 2020):
         server.run(small(seed), timeout=300)

@@ -178,6 +178,7 @@ def result_image(server: ComfyServer, history: dict[str, Any]) -> np.ndarray:
 
 
 def rss_mb(pid: int) -> float:
+    """Resident memory of a process from /proc (VmRSS), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
