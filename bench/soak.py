@@ -10,7 +10,9 @@ apart. Writes ``bench/results/soak.md`` and ``soak.json``.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
 import sys
 import tempfile
 from dataclasses import asdict
@@ -35,6 +37,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dwgf-soak-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # the 2 GB checkpoint and the servers' folders
     checkpoints = work / "checkpoints"
     if not args.no_sd15:
         write_sd15_checkpoint(checkpoints)

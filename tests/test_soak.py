@@ -28,6 +28,8 @@ def soak_server(tmp_path_factory):
     with ComfyServer(workdir=tmp_path_factory.mktemp("soak"), extra_paths={"checkpoints": checkpoints},
                      env=STEADY_ALLOCATOR) as server:
         yield server
+    for checkpoint in checkpoints.iterdir():  # 2.1 GB: pytest keeps its last three runs' folders
+        checkpoint.unlink()
 
 
 def test_a_stream_of_mixed_prompts_from_two_clients_gives_the_solo_images_without_growing(soak_server) -> None:

@@ -11,9 +11,11 @@ want.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import inspect
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -93,6 +95,7 @@ def import_comfyui() -> ModuleType:
 
     args.cpu = True
     scratch = Path(tempfile.mkdtemp(prefix="dwgf-comfy-"))
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)  # runs leave no folders behind in /tmp
     import folder_paths
 
     for name in ("output", "temp", "input"):

@@ -17,7 +17,9 @@ encoder and decoder files with the published keys in a ``vae_approx`` folder, re
 
 from __future__ import annotations
 
+import atexit
 import math
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -238,6 +240,7 @@ def build_taesd(name: str, seed: int = 5) -> Any:
 
     if not _TAESD_FOLDER:
         _TAESD_FOLDER.append(Path(tempfile.mkdtemp(prefix="dwgf-vae-approx-")))
+        atexit.register(shutil.rmtree, _TAESD_FOLDER[0], ignore_errors=True)  # 38 MB a run otherwise
         folder_paths.add_model_folder_path("vae_approx", str(_TAESD_FOLDER[0]))
     folder = _TAESD_FOLDER[0]
     write_taesd_files(name, folder, seed)

@@ -385,11 +385,17 @@ def soak(server: ComfyServer, count: int, clients: int = 2, sd15: bool = True, s
 def write_sd15_checkpoint(folder: Path) -> Path:
     """The random SD 1.5 checkpoint, written by a separate process (so the caller does not hold
     the networks): ``tools/sd_architectures.py``."""
+    import shutil
     import subprocess
     import sys
 
     path = folder / SD15_CHECKPOINT
     if not path.exists():
         script = Path(__file__).resolve().parent / "sd_architectures.py"
-        subprocess.run([sys.executable, str(script), "sd15", str(path)], check=True, capture_output=True)
+        written = subprocess.run([sys.executable, str(script), "sd15", str(path)], capture_output=True, text=True)
+        if written.returncode != 0:
+            path.unlink(missing_ok=True)
+            free_gb = shutil.disk_usage(folder).free / 2**30
+            raise RuntimeError(f"writing the random SD 1.5 checkpoint ({path}, about 2.1 GB; {free_gb:.1f} GB free "
+                               f"there) failed with exit status {written.returncode}:\n{written.stderr[-3000:]}")
     return path
