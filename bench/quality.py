@@ -82,6 +82,9 @@ SAMPLES = RESULTS / "quality_samples"
 GRID = REPO / "workflows" / "images" / "quality_grid.png"
 
 CLEAN = "clean (simulate the measurement)"
+# The recorded figures were measured with one noise draw per batch (issue 28 made each image's own
+# content seed its noise by default); re-measuring every σ_y > 0 row takes hours, so the bench keeps it.
+NOISE_BY_PLACE = "its place in the batch"
 # 50 held-out crops, none used to choose settings (the sweep used crops 0–6, the tests 7–13): 7–8
 # crops of each of the seven held-out photographs (crop i is of photograph i mod 7).
 IMAGE_INDICES = list(range(14, 64))
@@ -268,7 +271,7 @@ class Workbench:
         inputs = comfyui_env.node_defaults("DWGF_DegradationOperator")
         settings = dict(TASKS[task])
         clean = self.photos[indices].contiguous()
-        inputs.update(settings, image=clean, image_is=CLEAN, seed=0)
+        inputs.update(settings, image=clean, image_is=CLEAN, seed=0, noise_seeded_by=NOISE_BY_PLACE)
         if settings["operator"] == "inpaint mask":
             inputs["mask"] = free_form_mask()
         degradation, measurement, pseudo_inverse = call_node("DWGF_DegradationOperator", **inputs)

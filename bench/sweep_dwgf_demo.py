@@ -110,7 +110,8 @@ class Bench:
     def degrade(self, images: torch.Tensor, task: str, sigma_y: float):
         """(degradation, measurement IMAGE, pseudo_inverse IMAGE) from the Degradation Operator."""
         inputs = {**comfyui_env.node_defaults("DWGF_DegradationOperator"), **TASKS[task]}
-        inputs.update(image=images, image_is=CLEAN, sigma_y=sigma_y, seed=0)
+        inputs.update(image=images, image_is=CLEAN, sigma_y=sigma_y, seed=0,
+                      noise_seeded_by="its place in the batch")  # as its recorded figures were measured
         return call_node("DWGF_DegradationOperator", **inputs)
 
     def measurement_only(self, pseudo_inverse: torch.Tensor) -> torch.Tensor:

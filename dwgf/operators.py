@@ -18,6 +18,7 @@ adjoint is the matching scatter-add: this is what makes the adjoint exact for an
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -28,6 +29,11 @@ import torch
 import torch.nn.functional as F
 
 from .errors import DWGFInputError, require
+
+NoiseSeeding = Literal["image", "batch"]
+NOISE_PER_IMAGE: NoiseSeeding = "image"  # each image's noise seeded by its content and the seed
+NOISE_PER_BATCH: NoiseSeeding = "batch"  # one draw for the whole batch (before issue 28)
+NOISE_SEEDINGS: tuple[str, ...] = (NOISE_PER_IMAGE, NOISE_PER_BATCH)
 
 Padding = Literal["reflect", "replicate", "circular"]
 PADDINGS: tuple[str, ...] = ("reflect", "replicate", "circular")
@@ -104,15 +110,26 @@ class LinearOperator(ABC):
         )
 
     # -- measurements -----------------------------------------------------------------------
-    def measure(self, x: torch.Tensor, sigma_y: float = 0.0, seed: int = 0) -> torch.Tensor:
-        """``y = A x + σ_y n`` with seeded Gaussian noise ``n`` (same on every device)."""
+    def measure(self, x: torch.Tensor, sigma_y: float = 0.0, seed: int = 0,
+                noise_seeded_by: NoiseSeeding = NOISE_PER_IMAGE) -> torch.Tensor:
+        """``y = A x + σ_y n`` with seeded Gaussian noise ``n`` (same on every device): by default each
+        image's noise is seeded by the image itself and ``seed`` (:func:`image_noise_seed`), so an image
+        gets the same measurement alone, in any batch and on any worker; ``NOISE_PER_BATCH`` draws one
+        noise tensor for the whole batch from ``seed`` (an image's noise then depends on its place)."""
         require(sigma_y >= 0, f"measurement noise sigma_y must be >= 0, got {sigma_y}")
+        require(noise_seeded_by in NOISE_SEEDINGS,
+                f"noise_seeded_by must be one of {list(NOISE_SEEDINGS)}, got {noise_seeded_by!r}")
         require(bool(torch.isfinite(x).all()), "image contains NaN or infinite values: "
                 "check the node that produced it")
         self.check_image(x)
         y = self.forward(x)
         if sigma_y > 0:
-            y = y + sigma_y * seeded_normal(y.shape, seed).to(y)
+            if noise_seeded_by == NOISE_PER_BATCH:
+                noise = seeded_normal(y.shape, seed)
+            else:
+                noise = torch.cat([seeded_normal((1, *y.shape[1:]), image_noise_seed(x[i], seed))
+                                   for i in range(x.shape[0])])
+            y = y + sigma_y * noise.to(y)
         return y
 
     def to(self, device: torch.device | str) -> LinearOperator:
@@ -179,6 +196,18 @@ def on_canvas(operator: LinearOperator, multiple: int) -> LinearOperator:
     if (height, width) == (operator.height, operator.width):
         return operator
     return OnCanvas(operator, height, width)
+
+
+def image_noise_seed(image: torch.Tensor, seed: int) -> int:
+    """A noise seed made of ``seed`` and one image's content (read at 8 bits, so float round-off
+    between devices or loaders does not change it): the same image gets the same measurement noise
+    wherever it sits in a batch, on whichever worker, and different images get independent noise."""
+    levels = ((image.detach().to("cpu", torch.float32).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(int(seed).to_bytes(8, "little", signed=False))
+    digest.update(repr(tuple(levels.shape)).encode())
+    digest.update(levels.contiguous().numpy().tobytes())
+    return int.from_bytes(digest.digest(), "little") % 2**63
 
 
 def seeded_normal(shape: tuple[int, ...] | torch.Size, seed: int) -> torch.Tensor:

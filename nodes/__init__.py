@@ -10,7 +10,7 @@ import importlib
 import logging
 
 NODE_MODULES = ("degradation_node", "dwgf_sampler_node", "psld_sampler_node", "particle_decode_node",
-                "demo_model_node", "region_nodes", "custom_sampler_node")
+                "demo_model_node", "region_nodes", "custom_sampler_node", "collected_images_node")
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}

@@ -698,3 +698,12 @@ def show_text_on_node(text: str) -> None:
     context = get_executing_context()
     if send is not None and context is not None:
         send(text, context.node_id, getattr(instance, "client_id", None))
+
+
+def save_images(images: torch.Tensor, filename_prefix: str) -> list[str]:
+    """Save an IMAGE batch as PNGs in ComfyUI's output folder with its own Save Image node (the same
+    files, names and metadata a user's Save Image writes); returns their paths within that folder."""
+    import nodes
+
+    saved = nodes.SaveImage().save_images(images, filename_prefix=filename_prefix)
+    return [f"{item['subfolder']}/{item['filename']}".lstrip("/") for item in saved["ui"]["images"]]

@@ -19,11 +19,16 @@ from ..dwgf.degradation import (
 )
 from ..dwgf.errors import require
 from ..dwgf.imaging import bchw_signed_to_bhwc_unit, bhwc_unit_to_bchw_signed
-from ..dwgf.operators import PADDINGS
+from ..dwgf.operators import NOISE_PER_BATCH, NOISE_PER_IMAGE, PADDINGS
 from .common import CATEGORY, DEGRADATION_TYPE
 
 IMAGE_IS_CLEAN = "clean (simulate the measurement)"
 IMAGE_IS_MEASUREMENT = "already degraded (use it as the measurement)"
+NOISE_LABELS: dict[str, str] = {  # saved in workflows: never change
+    "each image (its content and the seed)": NOISE_PER_IMAGE,
+    "its place in the batch": NOISE_PER_BATCH,
+}
+NOISE_BY_IMAGE, NOISE_BY_PLACE = NOISE_LABELS
 OPERATOR_LABELS: dict[str, str] = {  # what the node shows (saved in workflows: never change) → the core's id
     "inpaint box (DWGF reference)": "inpaint_box_reference",
     "inpaint box (centre)": "inpaint_box_centre",
@@ -105,17 +110,26 @@ class DegradationOperator:
                                                         "at least this are filled, the rest are kept as "
                                                         "measured. Soft brushes, gradients and JPEG masks have "
                                                         "values between 0 and 1; the node warns when many do."}),
+                "noise_seeded_by": (list(NOISE_LABELS), {
+                    "default": NOISE_BY_IMAGE,
+                    "tooltip": "How each image's measurement noise is seeded. 'each image': by the image's own "
+                               "content and the seed, so a photo gets the same measurement alone, in any batch "
+                               "and on any worker (ComfyUI-Distributed). 'its place in the batch': one draw for "
+                               "the whole batch, as before (the benchmarks' recorded figures use it)."}),
             },
         }
 
     def build(self, image: torch.Tensor, image_is: str, operator: str, scale_factor: int, kernel_size: int,
               blur_sigma: float, motion_intensity: float, keep_probability: float, box_fraction: float,
               sigma_y: float, seed: int, mask: torch.Tensor | None = None, padding: str = "reflect",
-              mask_threshold: float = 0.5) -> tuple | dict:
+              mask_threshold: float = 0.5, noise_seeded_by: str = NOISE_BY_IMAGE) -> tuple | dict:
         require(sigma_y >= 0, f"sigma_y must be >= 0 (got {sigma_y}): it is a noise standard deviation")
         require(0 < mask_threshold <= 1, f"mask_threshold must be in (0, 1], got {mask_threshold!r}")
         require(operator in OPERATOR_LABELS,
                 f"operator {operator!r} is unknown: choose one of {', '.join(OPERATOR_LABELS)}")
+        require(noise_seeded_by in NOISE_LABELS,
+                f"noise_seeded_by {noise_seeded_by!r} is unknown: choose one of {', '.join(NOISE_LABELS)}")
+        noise = NOISE_LABELS[noise_seeded_by]
         kind = OPERATOR_LABELS[operator]
         settings = OperatorSettings(kind=kind, scale_factor=scale_factor, kernel_size=kernel_size,
                                     blur_sigma=blur_sigma, motion_intensity=motion_intensity,
@@ -149,13 +163,15 @@ class DegradationOperator:
         degradation = Degradation(op, sigma_y if clean else 0.0, tuple(ops_per_image) if len(ops_per_image) > 1 else (),
                                   image_size)
         if not degradation.operators:  # one operator: the whole batch measured at once
-            y = op.measure(pixels, sigma_y, seed) if clean else degradation.measurement_from_image(pixels)
+            y = op.measure(pixels, sigma_y, seed, noise) if clean else degradation.measurement_from_image(pixels)
             measured, inverted = op.to_image(y), op.pseudo_inverse(y)
         else:  # one mask per image: measurements of different lengths, one at a time
             pictures, inverses = [], []
             for index, op_i in enumerate(degradation.operators):
                 one = pixels[index:index + 1]
-                y = (op_i.measure(one, sigma_y, seed + index) if clean
+                # by place: each image its own seed; by content: the image itself tells them apart
+                image_seed = seed + index if noise == NOISE_PER_BATCH else seed
+                y = (op_i.measure(one, sigma_y, image_seed, noise) if clean
                      else degradation.measurement_from_image(one, index))
                 pictures.append(op_i.to_image(y))
                 inverses.append(op_i.pseudo_inverse(y))

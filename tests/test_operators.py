@@ -131,6 +131,32 @@ def test_measurement_noise_is_seeded_and_scaled() -> None:
     assert not torch.equal(y1, op.measure(x, 0.05, seed=6))
 
 
+
+def test_each_images_noise_is_seeded_by_the_image_not_its_place_in_the_batch() -> None:
+    """Issue 28: a photo split off to another worker, or measured alone, gets the measurement it
+    gets inside the whole batch; different photos get independent noise."""
+    op = ops.GaussianBlur(32, 32, size=7, sigma=1.5)
+    # 8-bit pictures, as Load Image gives them, on the [-1, 1] scale
+    photos = torch.randint(0, 256, (5, 3, 32, 32), generator=torch.Generator().manual_seed(0)) / 127.5 - 1
+    together = op.measure(photos, 0.05, seed=3)
+    for index in range(5):
+        alone = op.measure(photos[index:index + 1], 0.05, seed=3)
+        assert torch.equal(alone[0], together[index])
+    reversed_batch = op.measure(photos.flip(0), 0.05, seed=3)
+    assert torch.equal(reversed_batch.flip(0), together)
+    noise = together - op.forward(photos)
+    assert noise.std().item() == pytest.approx(0.05, rel=0.05)
+    correlation = torch.corrcoef(noise.flatten(1))[0, 1].abs().item()
+    assert correlation < 0.1  # independent draws (one 3072-pixel image: |r| ~ 0.02)
+    assert not torch.equal(together, op.measure(photos, 0.05, seed=4))
+    # the same picture read through a slightly different float path keeps its seed (8-bit content)
+    assert ops.image_noise_seed(photos[0], 3) == ops.image_noise_seed(photos[0] + 1e-6, 3)
+    # 'batch' is the draw before issue 28: one tensor for the batch, from the seed alone
+    by_place = op.measure(photos, 0.05, seed=3, noise_seeded_by=ops.NOISE_PER_BATCH)
+    assert torch.equal(by_place, op.forward(photos) + 0.05 * ops.seeded_normal(by_place.shape, 3).float())
+    with pytest.raises(ops.DWGFInputError, match="noise_seeded_by"):
+        op.measure(photos, 0.05, noise_seeded_by="row")  # type: ignore[arg-type]
+
 def test_operators_run_in_float32_and_float16_devices() -> None:
     op = ops.BicubicSR(32, 32, 4)
     for dtype in (torch.float32, torch.bfloat16):

@@ -239,19 +239,21 @@ class ComfyServer:
 
     # -- running prompts -------------------------------------------------------------------
     def run(self, prompt: dict[str, Any], timeout: float | None = None, silence: float = 600.0,
-            on_event: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
+            on_event: Callable[[dict[str, Any]], None] | None = None,
+            submit: Callable[[dict[str, Any]], str] | None = None) -> RunResult:
         """Queue a prompt and follow it on the websocket until it finishes; raise if it failed.
 
         A slow machine is not a failure: the run is given up only after ``silence`` seconds without
         any word from the server (progress, node started, ...), or when ``timeout`` (total seconds,
-        ``None`` = no limit) has passed; the error names the last step reached.
+        ``None`` = no limit) has passed; the error names the last step reached. ``submit`` queues it
+        another way than ``POST /prompt`` (ComfyUI-Distributed's ``/distributed/queue``) and returns its id.
         """
         import websocket  # websocket-client; a test/tool dependency only
 
         ws = websocket.create_connection(f"ws://127.0.0.1:{self.port}/ws?clientId={self.client_id}",
                                          timeout=silence)
         try:
-            prompt_id = self.queue(prompt)
+            prompt_id = (submit or self.queue)(prompt)
             events = self._follow(ws, prompt_id, timeout, silence, on_event)
         finally:
             ws.close()
