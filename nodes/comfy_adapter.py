@@ -31,6 +31,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..dwgf import parametrisation, process_limits
 from ..dwgf.errors import DWGFInputError
+from . import model_support
 
 # ---------------------------------------------------------------------------------------------
 # Devices and dtypes
@@ -163,10 +164,6 @@ def empty_latent(batch_size: int, channels: int, height: int, width: int) -> dic
 # model, applies model patches and classifier-free guidance, exactly as for its own samplers.
 
 
-_DISCRETE_KINDS = ("EPS", "V_PREDICTION")
-_FLOW_KINDS = ("FLOW", "FLUX")  # SD3 / AuraFlow-style discrete flow, and Flux's continuous shift
-
-
 def model_kind(model: Any) -> str:
     """The BaseModel's prediction type by name (``EPS``, ``V_PREDICTION``, ``FLOW``, ``FLUX``, ...)."""
     base = model.model
@@ -180,21 +177,51 @@ def is_flow_model(model: Any) -> bool:
     return const is not None and isinstance(model.model.model_sampling, const)
 
 
-def check_diffusion_model(model: Any) -> None:
-    """Reject models outside the method: a discrete-time eps/v model or a rectified-flow model."""
+def model_facts(model: Any) -> model_support.ModelFacts:
+    """What :mod:`nodes.model_support` decides from: the model's own latent format, ``model_type``, sampling
+    object and config flags (never its family's name)."""
     base = model.model
     sampling = base.model_sampling
-    kind = model_kind(model)
-    discrete = (kind in _DISCRETE_KINDS and isinstance(sampling, comfy.model_sampling.ModelSamplingDiscrete)
-                and len(sampling.sigmas) >= 2)
-    flow = kind in _FLOW_KINDS and is_flow_model(model) and hasattr(sampling, "percent_to_sigma")
-    if not (discrete or flow):
-        raise DWGFInputError(
-            f"model: this MODEL is a {type(base).__name__} with {kind} prediction and "
-            f"{type(sampling).__name__} noise levels; DWGF and PSLD need a discrete-time eps- or "
-            "v-prediction latent diffusion model (SD 1.x, SD 2.x, SDXL) or a rectified-flow model "
-            "(SD3, Flux). EDM and other continuous-time models are not supported."
-        )
+    config = getattr(base, "model_config", None)
+    unet_config = getattr(config, "unet_config", None) or {}
+    latent_format = base.latent_format
+    noise_levels = next((cls.__name__ for cls in type(sampling).__mro__
+                         if cls.__module__ == comfy.model_sampling.__name__ and issubclass(cls, torch.nn.Module)),
+                        type(sampling).__name__)
+    channels = unet_config.get("in_channels"), unet_config.get("out_channels")
+    return model_support.ModelFacts(
+        family=type(config).__name__ if config is not None else type(base).__name__,
+        model_class=type(base).__name__,
+        kind=model_kind(model),
+        noise_levels=noise_levels,
+        discrete_table=(isinstance(sampling, comfy.model_sampling.ModelSamplingDiscrete)
+                        and len(getattr(sampling, "sigmas", ())) >= 2),
+        rectified_flow=is_flow_model(model) and hasattr(sampling, "percent_to_sigma"),
+        latent_format=type(latent_format).__name__,
+        # the 2024 copy's latent formats do not say, and a Stable Cascade config has no out_channels (0: unknown)
+        latent_channels=int(getattr(latent_format, "latent_channels", None) or unet_config.get("out_channels") or 0),
+        latent_dimensions=int(getattr(latent_format, "latent_dimensions", 2)),
+        audio="audio_model" in unet_config,
+        input_channels=channels[0] if isinstance(channels[0], int) else None,
+        output_channels=channels[1] if isinstance(channels[1], int) else None,
+        concat_keys=tuple(getattr(base, "concat_keys", ()) or ()),
+    )
+
+
+def model_support_of(model: Any) -> tuple[model_support.ModelFacts, model_support.Support]:
+    """The model's facts and the verdict on them (runs, or refused with the reason)."""
+    facts = model_facts(model)
+    return facts, model_support.classify(facts)
+
+
+def check_diffusion_model(model: Any) -> None:
+    """Refuse, up front and by name, any model the samplers cannot use (:mod:`nodes.model_support`):
+    audio, video and 3-D models, cascade stages, EDM and other parametrisations, latent spaces the pack
+    does not decode, models that need an input image. Runs: discrete-time eps/v and rectified-flow image
+    models in a 4- or 16-channel latent space."""
+    facts, support = model_support_of(model)
+    if not support.runs:
+        raise DWGFInputError(model_support.refusal_message(facts, support))
 
 
 def is_guidance_distilled(model: Any) -> bool:
@@ -635,7 +662,7 @@ def tiny_vae_latent_scaling(vae: Any) -> tuple[float, float] | None:
 
 
 _TINY_VAE_FOR_SCALE = {0.18215: "taesd (SD 1.x/2.x)", 0.13025: "taesdxl (SDXL)", 1.5305: "taesd3 (SD3/SD3.5)",
-                       0.3611: "taef1 (Flux)"}
+                       0.3611: "taef1 (Flux.1, Chroma, Z-Image, Lumina 2)"}
 
 
 def check_fast_vae(fast_vae: Any, vae: Any, model: Any) -> None:
@@ -648,7 +675,7 @@ def check_fast_vae(fast_vae: Any, vae: Any, model: Any) -> None:
             f"fast_vae: it has {fast_channels} latent channels at {fast_factor}x{fast_factor} pixels per latent "
             f"pixel, but the VAE (and MODEL) have {vae_channels} channels at {vae_factor}x{vae_factor}: connect the "
             "tiny VAE of this model's latent space (Load VAE: taesd for SD 1.x/2.x, taesdxl for SDXL, taesd3 for "
-            "SD3, taef1 for Flux; the DWGF Demo Model's fast_vae for the demo model)")
+            "SD3, taef1 for Flux, Chroma, Z-Image and Lumina 2; the DWGF Demo Model's fast_vae for the demo model)")
     scaling = tiny_vae_latent_scaling(fast_vae)
     if scaling is None:
         return

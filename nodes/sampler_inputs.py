@@ -110,7 +110,8 @@ def fast_inputs() -> dict[str, Any]:
     """The optional fast VAE and how many final iterations still use the full one (issue 25)."""
     return {
         "fast_vae": ("VAE", {"tooltip": "Optional: a tiny VAE of the same latent space (Load VAE: taesd for SD "
-                                        "1.x/2.x, taesdxl for SDXL, taesd3 for SD3, taef1 for Flux; files in "
+                                        "1.x/2.x, taesdxl for SDXL, taesd3 for SD3, taef1 for Flux, Chroma, Z-Image "
+                                        "and Lumina 2; files in "
                                         "models/vae_approx; "
                                         "the DWGF Demo Model's fast_vae for the demo model). Every iteration but the "
                                         "last full_decoder_steps decodes through it instead of the full VAE: many "

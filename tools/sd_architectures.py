@@ -8,7 +8,11 @@ real networks; their outputs mean nothing. Used by tests and by ``bench/``.
 The flow-matching families (issue 18) keep their real width but fewer blocks, so they run on a CPU:
 SD3 medium's MMDiT (hidden 1536, 24 heads, shift 3) with 2 of its 24 joint blocks, and Flux dev
 (hidden 3072, 24 heads, guidance embedding) with 1 of 19 double-stream and 1 of 38 single-stream
-blocks; both with the 16-channel VAE and their own latent scale and shift.
+blocks; both with the 16-channel VAE and their own latent scale and shift. Issue 27 adds the other
+families ComfyUI 0.3.75 runs in Flux's latent space, the same way: Z-Image (NextDiT, hidden 3840, 30
+heads, Qwen3-4B hidden states), Lumina 2 (NextDiT, hidden 2304, 24 heads with 8 key/value heads,
+Gemma 2 2B hidden states) and Chroma (Flux's blocks at hidden 3072 without the pooled vector, modulated
+by its distilled-guidance approximator; T5-XXL tokens), each with 1 main block (and 1 of each refiner).
 
 The tiny autoencoders DWGF can use for its early iterations (issue 25) are ComfyUI's own TAESD class
 loaded the way ComfyUI's Load VAE node loads ``taesd``, ``taesdxl``, ``taesd3`` and ``taef1``: random
@@ -57,10 +61,32 @@ FLOW_CONFIGS: dict[str, dict[str, Any]] = {
     "flux": {"image_model": "flux", "guidance_embed": True, "in_channels": 16, "out_channels": 16,
              "patch_size": 2, "hidden_size": 3072, "num_heads": 24, "mlp_ratio": 4.0, "axes_dim": [16, 56, 56],
              "theta": 10000, "qkv_bias": True, "context_in_dim": 4096, "vec_in_dim": 768},
+    # ComfyUI's detection of a NextDiT file (``cap_embedder.1.weight``): dim 3840 is Z-Image (its
+    # ``cap_pad_token`` adds the padding to 32 tokens), dim 2304 the original Lumina 2
+    "zimage": {"image_model": "lumina2", "patch_size": 2, "in_channels": 16, "dim": 3840, "cap_feat_dim": 2560,
+               "qk_norm": True, "n_heads": 30, "n_kv_heads": 30, "axes_dims": [32, 48, 48],
+               "axes_lens": [1536, 512, 512], "rope_theta": 256.0, "ffn_dim_multiplier": 8.0 / 3.0,
+               "z_image_modulation": True, "time_scale": 1000.0, "pad_tokens_multiple": 32},
+    "lumina2": {"image_model": "lumina2", "patch_size": 2, "in_channels": 16, "dim": 2304, "cap_feat_dim": 2304,
+                "qk_norm": True, "n_heads": 24, "n_kv_heads": 8, "axes_dims": [32, 32, 32],
+                "axes_lens": [300, 512, 512], "rope_theta": 10000.0, "ffn_dim_multiplier": 4.0},
+    # a Flux-layout file with ``distilled_guidance_layer`` keys: 64 = 16 channels × a 2×2 patch, no vector_in
+    "chroma": {"image_model": "chroma", "in_channels": 64, "out_channels": 64, "patch_size": 2, "hidden_size": 3072,
+               "num_heads": 24, "mlp_ratio": 4.0, "axes_dim": [16, 56, 56], "theta": 10000, "qkv_bias": True,
+               "context_in_dim": 4096, "in_dim": 64, "out_dim": 3072, "hidden_dim": 5120, "n_layers": 5},
 }
-FLOW_DEPTHS = {"sd3": {"num_blocks": 2}, "flux": {"depth": 1, "depth_single_blocks": 1}}
-FULL_DEPTHS = {"sd3": {"num_blocks": 24}, "flux": {"depth": 19, "depth_single_blocks": 38}}
-FLOW_CONTEXT = {"sd3": (4096, 2048), "flux": (4096, 768)}  # (token width, pooled width): T5-XXL, CLIP L+G / L
+FLOW_DEPTHS = {"sd3": {"num_blocks": 2}, "flux": {"depth": 1, "depth_single_blocks": 1},
+               "zimage": {"n_layers": 1, "n_refiner_layers": 1}, "lumina2": {"n_layers": 1, "n_refiner_layers": 1},
+               "chroma": {"depth": 1, "depth_single_blocks": 1}}
+FULL_DEPTHS = {"sd3": {"num_blocks": 24}, "flux": {"depth": 19, "depth_single_blocks": 38},
+               "zimage": {"n_layers": 30, "n_refiner_layers": 2}, "lumina2": {"n_layers": 26, "n_refiner_layers": 2},
+               "chroma": {"depth": 19, "depth_single_blocks": 38}}
+# (token width, pooled width or None): T5-XXL with CLIP L+G / CLIP L; Qwen3-4B's and Gemma 2 2B's hidden
+# states; T5-XXL alone (Chroma dropped Flux's pooled CLIP vector)
+FLOW_CONTEXT = {"sd3": (4096, 2048), "flux": (4096, 768), "zimage": (2560, None), "lumina2": (2304, None),
+                "chroma": (4096, None)}
+FLOW_TEXT_MASK = ("zimage", "lumina2")  # their language-model text encoders also return an attention mask
+FLOW_MODEL_CLASSES = {"sd3": "SD3", "flux": "Flux", "zimage": "ZImage", "lumina2": "Lumina2", "chroma": "Chroma"}
 FLOW_VAE_DDCONFIG = {"double_z": True, "z_channels": 16, "resolution": 256, "in_channels": 3, "out_ch": 3,
                      "ch": 128, "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [],
                      "dropout": 0.0}
@@ -127,19 +153,26 @@ def build_model(family: str, dtype: torch.dtype = torch.float32, seed: int = 0) 
                                             offload_device=offload)
 
 
-def flow_model_config(family: str, full_depth: bool = False) -> Any:
-    """ComfyUI's model config of SD3 or Flux dev with this module's (or the published) block counts."""
+def flow_model_class(family: str) -> Any:
+    """The family's class in ``comfy.supported_models`` (``None`` in a ComfyUI that predates it)."""
     import comfy.supported_models
 
-    classes = {"sd3": comfy.supported_models.SD3, "flux": comfy.supported_models.Flux}
+    return getattr(comfy.supported_models, FLOW_MODEL_CLASSES[family], None)
+
+
+def flow_model_config(family: str, full_depth: bool = False) -> Any:
+    """ComfyUI's model config of a flow family with this module's (or the published) block counts."""
+    model_class = flow_model_class(family)
+    if model_class is None:
+        raise NotImplementedError(f"this ComfyUI has no comfy.supported_models.{FLOW_MODEL_CLASSES[family]}")
     unet_config = {**FLOW_CONFIGS[family], **(FULL_DEPTHS if full_depth else FLOW_DEPTHS)[family]}
-    config = classes[family](dict(unet_config))
+    config = model_class(dict(unet_config))
     config.unet_config.update(unet_config)
     return config
 
 
 def build_flow_model(family: str, dtype: torch.dtype = torch.bfloat16, seed: int = 0) -> Any:
-    """A ``ModelPatcher`` over ComfyUI's SD3 or Flux ``BaseModel`` (reduced depth, random weights)."""
+    """A ``ModelPatcher`` over ComfyUI's ``BaseModel`` of a flow family (reduced depth, random weights)."""
     import comfy.model_management
     import comfy.model_patcher
 
@@ -178,12 +211,15 @@ def build_vae(seed: int = 1, dtype: torch.dtype | None = None, latent_channels: 
 
 
 def conditioning(family: str, batch: int = 1, tokens: int = 77, seed: int = 2) -> Any:
-    """CONDITIONING with the family's context width (and SDXL's, SD3's and Flux's pooled vector)."""
+    """CONDITIONING with the family's context width (and SDXL's, SD3's and Flux's pooled vector; the text
+    encoder's attention mask for Z-Image and Lumina 2)."""
     generator = torch.Generator().manual_seed(seed)
     extras: dict[str, Any] = {}
-    if family in FLOW_CONTEXT:
+    if family in FLOW_CONTEXT:  # as CLIPTextEncode gives it: a pooled_output entry even when it is None
         width, pooled = FLOW_CONTEXT[family]
-        extras["pooled_output"] = torch.randn(batch, pooled, generator=generator)
+        extras["pooled_output"] = None if pooled is None else torch.randn(batch, pooled, generator=generator)
+        if family in FLOW_TEXT_MASK:  # one prompt, no padding: all ones
+            extras["attention_mask"] = torch.ones(batch, tokens, dtype=torch.long)
         if family == "flux":
             extras["guidance"] = 3.5  # what FluxGuidance puts on the positive
         return [[torch.randn(batch, tokens, width, generator=generator), extras]]
@@ -204,7 +240,8 @@ def build_random_sd(family: str, dtype: torch.dtype = torch.float32) -> RandomSD
 # ComfyUI's tiny VAEs (``comfy.taesd.taesd.TAESD``): latent channels; the scale and shift ComfyUI's
 # ``VAELoader.load_taesd`` sets are read from ComfyUI itself
 TAESD_CHANNELS = {"taesd": 4, "taesdxl": 4, "taesd3": 16, "taef1": 16}
-FAMILY_TAESD = {"sd15": "taesd", "sd21v": "taesd", "sdxl": "taesdxl", "sd3": "taesd3", "flux": "taef1"}
+FAMILY_TAESD = {"sd15": "taesd", "sd21v": "taesd", "sdxl": "taesdxl", "sd3": "taesd3", "flux": "taef1",
+                "zimage": "taef1", "lumina2": "taef1", "chroma": "taef1"}  # the last three: Flux's latent space
 _TAESD_FOLDER: list[Path] = []  # the vae_approx folder this process registered with ComfyUI
 
 
