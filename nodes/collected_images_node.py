@@ -14,7 +14,6 @@ from . import comfy_adapter
 from .common import CATEGORY
 from .particle_decode_node import NORMALISED, SPREAD_SCALES, particle_statistics
 
-
 COLLECTOR = "DistributedCollector"  # ComfyUI-Distributed's collector: its class name and the inputs its
 # orchestrator writes into the master's copy of the prompt (multi_job_id, enabled_worker_ids, delegate_only)
 

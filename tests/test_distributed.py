@@ -61,6 +61,22 @@ def cluster(tmp_path_factory):
         yield running
 
 
+def test_the_distributed_templates_are_valid_and_their_editor_twins_match(cluster) -> None:
+    """With ComfyUI-Distributed's node definitions (the master's /object_info): each API template
+    passes the structural validator and its editor twin converts to it."""
+    from make_workflows import template_names
+    from ui_workflow import ui_to_api, validate_prompt
+
+    object_info = cluster.master.get_json("/object_info")
+    names = [name for name in template_names() if name.startswith("distributed_")]
+    assert len(names) == 6
+    for name in names:
+        api = template(name)
+        assert validate_prompt(api, object_info) == [], name
+        ui = json.loads((WORKFLOWS.parent / f"{name}.json").read_text())
+        assert ui_to_api(ui, object_info) == api, name
+
+
 def test_each_worker_draws_its_own_particles_and_the_master_pools_them(cluster) -> None:
     prompt = template("distributed_particles_demo")
     result = cluster.run(prompt, timeout=900)
@@ -88,19 +104,21 @@ def test_photos_split_over_the_workers_come_back_in_order_as_their_single_server
     restored = pictures(cluster.master, result, save_fed_by(prompt, restored_check))
     assert photos.shape[0] == restored.shape[0] == 9
     held_out = node_id(prompt, "DWGF_DemoHeldOutImages")
-    for machine, start in enumerate((0, 3, 6)):
+    for start in (0, 3, 6):
         alone = copy.deepcopy(prompt)
         alone[held_out]["inputs"]["start"] = start  # what Distributed Value gave that machine
         reference = cluster.master.run(alone, timeout=600)
-        assert np.abs(photos[start:start + 3] - pictures(cluster.master, reference, save_fed_by(alone, photos_check))
-                      ).max() <= ONE_STEP  # the order: master's crops 0-2, worker 1's 3-5, worker 2's 6-8
-        assert np.abs(restored[start:start + 3] - pictures(cluster.master, reference, save_fed_by(alone, restored_check))
-                      ).max() <= ONE_STEP
+        own_photos = pictures(cluster.master, reference, save_fed_by(alone, photos_check))
+        own_restored = pictures(cluster.master, reference, save_fed_by(alone, restored_check))
+        # the order: master's crops 0-2, worker 1's 3-5, worker 2's 6-8
+        assert np.abs(photos[start:start + 3] - own_photos).max() <= ONE_STEP
+        assert np.abs(restored[start:start + 3] - own_restored).max() <= ONE_STEP
     everything = copy.deepcopy(prompt)
     everything[held_out]["inputs"].update(start=0, count=9)
     for check in (photos_check, restored_check):
         everything[check]["inputs"]["images_per_machine"] = 9
-    one_batch = pictures(cluster.master, cluster.master.run(everything, timeout=600), save_fed_by(everything, photos_check))
+    one_batch = pictures(cluster.master, cluster.master.run(everything, timeout=600),
+                         save_fed_by(everything, photos_check))
     assert np.abs(one_batch - photos).max() <= ONE_STEP  # the same nine photos as one 9-crop batch
 
 

@@ -16,13 +16,13 @@ sys.path.insert(0, str(REPO / "tools"))
 
 from comfyui_env import PACK_FOLDER_NAME, comfyui_root, is_comfyui_2024  # noqa: E402
 from editor import CHROMIUM, Editor, chromium_available  # noqa: E402
-from make_workflows import MASKED_EXAMPLE, THUMBNAIL_SIZE, template_names  # noqa: E402
+from make_workflows import MASKED_EXAMPLE, THUMBNAIL_SIZE, single_machine_names, template_names  # noqa: E402
 from ui_workflow import split_undefined_inputs  # noqa: E402
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
 WORKFLOWS = REPO / "workflows"
 OLD_COMFYUI = is_comfyui_2024(comfyui_root())
-NAMES = template_names()
+NAMES = single_machine_names()  # the distributed_* ones need ComfyUI-Distributed (tests/test_distributed.py)
 DEMO_NAMES = [name for name in NAMES if name.startswith("demo_")]
 # Flux's loaders and FluxGuidance came after the March-2024 ComfyUI: its editor would show them missing.
 LOADABLE = [pytest.param(name, marks=pytest.mark.skipif(OLD_COMFYUI, reason="the 2024 ComfyUI has no Flux nodes"))
@@ -95,7 +95,7 @@ def test_current_editor_lists_the_pack_templates_and_opens_one(editor, object_in
     page = editor.page
     page.get_by_text("Templates", exact=True).first.click()
     page.get_by_text(PACK_FOLDER_NAME, exact=True).first.click()
-    for name in NAMES:
+    for name in template_names():
         page.get_by_text(name, exact=True).first.wait_for(state="attached")
     page.wait_for_function(  # the cards' pictures are our <name>.jpg thumbnails (fetched as blobs)
         "width => Array.from(document.images).some(i => i.src.startsWith('blob:') && i.naturalWidth === width)",

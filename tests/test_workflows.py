@@ -17,12 +17,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 
 from comfyui_env import PACK_FOLDER_NAME, comfyui_root, is_comfyui_2024  # noqa: E402
-from make_workflows import MASKED_EXAMPLE, THUMBNAIL_SIZE, template_names  # noqa: E402
+from make_workflows import MASKED_EXAMPLE, THUMBNAIL_SIZE, single_machine_names, template_names  # noqa: E402
 from ui_workflow import ui_to_api, validate_prompt  # noqa: E402
 
 pytestmark = pytest.mark.server
 WORKFLOWS = REPO / "workflows"
-NAMES = template_names()
+ALL_NAMES = template_names()
+# The distributed_* templates need ComfyUI-Distributed's nodes: tests/test_distributed.py checks them on its master.
+NAMES = single_machine_names()
+DISTRIBUTED_NAMES = [f"distributed_{kind}_{family}" for kind in ("batch", "particles")
+                     for family in ("demo", "sd15", "sdxl")]
 SD_NAMES = [name for name in NAMES if name.startswith(("sd15_", "sdxl_", "sd3_", "flux_"))]
 FLUX_NAMES = [name for name in NAMES if name.startswith("flux_")]
 # Flux's loaders and FluxGuidance came after the March-2024 ComfyUI (SD3's graph is SDXL's with another file).
@@ -48,8 +52,9 @@ def test_every_task_ships_for_every_model_with_ui_api_and_thumbnail() -> None:
     expected = [f"{family}_{task}" for family in ("demo", "sd15", "sdxl", "sd3", "flux") for task in TASKS]
     # plus DWGF inside SamplerCustom, and box inpainting on the demo model's flow-matching prior
     assert NAMES == sorted([*expected, "custom_box_inpainting", "demoflow_box_inpainting"])
-    assert sorted(path.stem for path in WORKFLOWS.glob("*.json")) == NAMES  # the templates ComfyUI lists
-    for name in NAMES:
+    assert ALL_NAMES == sorted([*NAMES, *DISTRIBUTED_NAMES])  # plus ComfyUI-Distributed's (issue 28)
+    assert sorted(path.stem for path in WORKFLOWS.glob("*.json")) == ALL_NAMES  # the templates ComfyUI lists
+    for name in ALL_NAMES:
         thumbnail = Image.open(WORKFLOWS / f"{name}.jpg")
         assert (thumbnail.format, thumbnail.size) == ("JPEG", THUMBNAIL_SIZE)
     masked = Image.open(WORKFLOWS / "inputs" / MASKED_EXAMPLE)
@@ -109,7 +114,8 @@ def test_every_template_wires_the_fast_path(name: str) -> None:
         assert inputs["full_decoder_steps"] == 0
 
 
-@pytest.mark.parametrize("name", flux_aware(sorted(path.stem for path in (WORKFLOWS / "api").glob("*.json"))))
+@pytest.mark.parametrize("name", flux_aware(sorted(path.stem for path in (WORKFLOWS / "api").glob("*.json")
+                                                 if path.stem not in DISTRIBUTED_NAMES)))
 def test_api_workflow_is_valid_for_the_servers_nodes(name: str, object_info: dict) -> None:
     """Node types exist, every required input is there, values fit their types, ranges and choices
     (file names aside), and every link comes from an output of the type the input takes."""
@@ -161,8 +167,8 @@ def test_comfyui_rejects_sd_workflows_only_for_their_missing_files(name: str, se
 @pytest.mark.skipif(is_comfyui_2024(comfyui_root()), reason="the 2024 ComfyUI has no custom-node templates")
 def test_current_comfyui_lists_the_templates_with_their_thumbnails(server) -> None:
     listed = server.get_json("/workflow_templates")
-    assert sorted(listed[PACK_FOLDER_NAME]) == NAMES
-    for name in NAMES:
+    assert sorted(listed[PACK_FOLDER_NAME]) == ALL_NAMES
+    for name in ALL_NAMES:
         base = f"{server.base_url}/api/workflow_templates/{PACK_FOLDER_NAME}/{name}"
         with urllib.request.urlopen(base + ".json") as response:
             assert json.loads(response.read()) == read(WORKFLOWS / f"{name}.json")

@@ -53,13 +53,13 @@ class Cluster:
     (their order is the collector's order and the seed offsets: worker k draws seed + k)."""
 
     def __init__(self, workers: int = 2, archive: Path | None = None, workdir: Path | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, one_thread: bool = True) -> None:
         self.archive = archive or snapshot()
         if self.archive is None:
             raise FileNotFoundError(f"no {SNAPSHOT_GLOB} in {SNAPSHOTS}")
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="dwgf-distributed-"))
         self._own_workdir = workdir is None
-        self.env = {**ONE_THREAD, **(env or {})}
+        self.env = {**(ONE_THREAD if one_thread else {}), **(env or {})}
         self.package = unpack(self.archive, self.workdir / "package")
         self.worker_servers = [self._server(f"worker{k + 1}") for k in range(workers)]
         self.worker_ids = [str(k + 1) for k in range(workers)]
@@ -74,7 +74,7 @@ class Cluster:
             "master": {"host": "127.0.0.1"},
             "workers": [{"id": worker_id, "name": f"worker {worker_id}", "host": "127.0.0.1", "port": server.port,
                          "enabled": True, "type": "remote"}
-                        for worker_id, server in zip(self.worker_ids, self.worker_servers)],
+                        for worker_id, server in zip(self.worker_ids, self.worker_servers, strict=True)],
             "settings": {"debug": False, "auto_launch_workers": False, "stop_workers_on_master_exit": False,
                          "master_delegate_only": False, "worker_timeout_seconds": WORKER_TIMEOUT_S},
         }

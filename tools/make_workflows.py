@@ -90,7 +90,34 @@ FAST_PATH_TINY = ("Fast path: Load VAE '{tiny}' (a tiny VAE of the same latent s
                   "throughout.")
 
 
+DISTRIBUTED = {
+    "particles": "ComfyUI-Distributed (install it beside the pack; enable a master and workers in its panel): one "
+                 "photo, every machine draws its own particles. Distributed Seed gives the master the seed and "
+                 "worker k seed + k (so each image's seed is known: master first, then the workers in order); the "
+                 "Distributed Collector gathers every machine's particles on the master; Expect Images stops the "
+                 "run if a machine's images are missing (saving those that arrived); Particle Mean and Spread pools "
+                 "them. Particles of one photo are coupled, so each machine keeps its own; set images_per_machine "
+                 "to the sampler's particles.",
+    "batch": "ComfyUI-Distributed (install it beside the pack; enable a master and workers in its panel): "
+             "different photos on every machine, collected back in order (master first, then the workers). "
+             "Distributed Value gives each machine its photos ({share}); each photo's measurement noise is seeded by "
+             "the photo itself, so it is the same on any machine. Expect Images stops the run if a machine's images "
+             "are missing (saving those that arrived); set images_per_machine to one machine's share.",
+}
+
+
+def distributed_note(name: str) -> str:
+    _, kind, family = name.split("_", 2)
+    share = ("the held-out crops from 'start': master 0, worker 1 3, worker 2 6, 3 each" if family == "demo"
+             else "a file name in ComfyUI/input on each machine: photo_1.png on the master, photo_2.png and "
+                  "photo_3.png on workers 1 and 2")
+    model = FAMILIES[family].split(":")[0].split(",")[0] if family != "demo" else "Runs as is on the demo model"
+    return DISTRIBUTED[kind].format(share=share) + " " + model + ("." if not model.endswith(".") else "")
+
+
 def note_text(name: str) -> str:
+    if name.startswith("distributed_"):
+        return distributed_note(name)
     family, task = name.split("_", 1)
     text = TASKS[task].format(box="the centre half" if family in ("demo", "demoflow", "custom")
                               else "the paper's reference box")
@@ -121,6 +148,11 @@ def fast_path_text(family: str) -> str:
 def template_names() -> list[str]:
     """Every API workflow that has an editor twin (the ``degrade_*`` ones are test inputs only)."""
     return sorted(path.stem for path in API_DIR.glob("*.json") if not path.stem.startswith("degrade_"))
+
+
+def single_machine_names() -> list[str]:
+    """The templates a stock ComfyUI with the pack can load (the ``distributed_*`` ones need ComfyUI-Distributed)."""
+    return [name for name in template_names() if not name.startswith("distributed_")]
 
 
 def layout(prompt: dict[str, Any], sizes: dict[str, list[float]]) -> tuple[dict[str, tuple[float, float]],
@@ -216,7 +248,14 @@ def main() -> None:
     args = parser.parse_args()
     example = write_masked_example()
     print(f"wrote {example}")
-    with ComfyServer() as server, Editor(server.base_url, width=1600, height=1000) as editor:
+    import tempfile
+
+    from distributed import snapshot, unpack
+
+    scratch = Path(tempfile.mkdtemp(prefix="dwgf-make-workflows-"))
+    archive = snapshot()  # the distributed templates need ComfyUI-Distributed's node definitions
+    extra = [unpack(archive, scratch)] if archive else []
+    with ComfyServer(extra_custom_nodes=extra) as server, Editor(server.base_url, width=1600, height=1000) as editor:
         server.upload_image(example)
         object_info = server.get_json("/object_info")
         for name in args.names or template_names():
