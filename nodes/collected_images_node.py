@@ -5,6 +5,7 @@ that arrive as images."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,35 +17,72 @@ from .particle_decode_node import NORMALISED, SPREAD_SCALES, particle_statistics
 
 COLLECTOR = "DistributedCollector"  # ComfyUI-Distributed's collector: its class name and the inputs its
 # orchestrator writes into the master's copy of the prompt (multi_job_id, enabled_worker_ids, delegate_only)
+SEED_NODE = "DistributedSeed"  # gives the master its seed and worker k (1-based, enabled order) seed + k
 
 
-def machines_behind(prompt: dict[str, Any] | None, node_id: str | None) -> tuple[int, str]:
-    """How many machines send images to this node, read from the nearest Distributed Collector
-    upstream in the prompt the master runs, and a few words naming them. A plain run (queued without
-    workers, or no collector) is one machine."""
-    if not prompt or node_id is None or str(node_id) not in prompt:
-        return 1, "this machine"
-    queue, seen = [str(node_id)], set()
+@dataclass(frozen=True)
+class Machine:
+    """One machine whose images reach the collector, in the collector's order, and the seed its
+    Distributed Seed gave it (None when no Distributed Seed feeds the graph)."""
+
+    name: str
+    seed: int | None = None
+
+
+def upstream_node(prompt: dict[str, Any], start: str, class_type: str) -> str | None:
+    """The nearest node of ``class_type`` upstream of ``start`` (not ``start`` itself), breadth first."""
+    queue, seen = [start], set()
     while queue:
         current = queue.pop(0)
         if current in seen or current not in prompt:
             continue
         seen.add(current)
-        node = prompt[current]
-        inputs = node.get("inputs", {})
-        if node.get("class_type") == COLLECTOR and current != str(node_id):
-            if not inputs.get("multi_job_id") or inputs.get("pass_through"):
-                return 1, "this machine (queued without workers)"
-            try:
-                workers = [str(w) for w in json.loads(inputs.get("enabled_worker_ids") or "[]")]
-            except (TypeError, ValueError):
-                workers = []
-            master = not inputs.get("delegate_only", False)
-            names = (["the master"] if master else []) + ([f"worker{'s' if len(workers) > 1 else ''} "
-                                                            f"{', '.join(workers)}"] if workers else [])
-            return max(1, len(workers) + int(master)), " and ".join(names)
+        if current != start and prompt[current].get("class_type") == class_type:
+            return current
+        inputs = prompt[current].get("inputs", {})
         queue += [str(value[0]) for value in inputs.values() if isinstance(value, list) and len(value) == 2]
-    return 1, "this machine"
+    return None
+
+
+def machines_behind(prompt: dict[str, Any] | None, node_id: str | None) -> list[Machine]:
+    """The machines that send images to this node, in the order the collector returns them (the master
+    first unless it only delegates, then the enabled workers), read from the nearest Distributed
+    Collector upstream in the prompt the master runs; with their seeds where a Distributed Seed feeds
+    the collector. A plain run (queued without workers, or no collector) is this machine alone."""
+    collector = upstream_node(prompt, str(node_id), COLLECTOR) if prompt and node_id is not None else None
+    if collector is None:
+        return [Machine("this machine")]
+    inputs = prompt[collector].get("inputs", {})
+    seed_node = upstream_node(prompt, collector, SEED_NODE)
+    seed = prompt[seed_node]["inputs"].get("seed") if seed_node else None
+    seed = seed if isinstance(seed, int) else None
+    if not inputs.get("multi_job_id") or inputs.get("pass_through"):
+        return [Machine("this machine (queued without workers)", seed)]
+    try:
+        workers = [str(w) for w in json.loads(inputs.get("enabled_worker_ids") or "[]")]
+    except (TypeError, ValueError):
+        workers = []
+    master = [] if inputs.get("delegate_only", False) else [Machine("the master", seed)]
+    return master + [Machine(f"worker {w}", None if seed is None else seed + k) for k, w in enumerate(workers, 1)]
+
+
+def describe(machines: list[Machine]) -> str:
+    """'the master and workers 1, 2' — the machines a count is made of."""
+    workers = [m.name.removeprefix("worker ") for m in machines if m.name.startswith("worker ")]
+    names = [m.name for m in machines if not m.name.startswith("worker ")]
+    if workers:
+        names.append(f"worker{'s' if len(workers) > 1 else ''} {', '.join(workers)}")
+    return " and ".join(names)
+
+
+def provenance(machines: list[Machine], per_machine: int) -> list[str]:
+    """Which images came from which machine and seed: the record of a distributed run."""
+    lines = []
+    for index, machine in enumerate(machines):
+        first, last = index * per_machine + 1, (index + 1) * per_machine
+        span = f"image {first}" if first == last else f"images {first}-{last}"
+        lines.append(f"{span}: {machine.name}" + (f", seed {machine.seed}" if machine.seed is not None else ""))
+    return lines
 
 
 def shortfall_message(arrived: int, expected: int, per_machine: int, machines: str, saved: list[str]) -> str:
@@ -74,7 +112,8 @@ class ExpectImages:
     FUNCTION = "check"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("images",)
-    OUTPUT_TOOLTIPS = ("The same images, when their count is right.",)
+    OUTPUT_TOOLTIPS = ("The same images, when their count is right (which machine and seed made which image is "
+                       "shown on the node and kept in the run's history).",)
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
@@ -91,13 +130,15 @@ class ExpectImages:
         }
 
     def check(self, images: torch.Tensor, images_per_machine: int, filename_prefix: str,
-              prompt: dict[str, Any] | None = None, unique_id: str | None = None) -> tuple[torch.Tensor]:
-        machines, names = machines_behind(prompt, unique_id)
-        expected, arrived = images_per_machine * machines, int(images.shape[0])
-        if arrived == expected:
-            return (images,)
-        saved = comfy_adapter.save_images(images, filename_prefix) if arrived else []
-        raise DWGFInputError(shortfall_message(arrived, expected, images_per_machine, names, saved))
+              prompt: dict[str, Any] | None = None, unique_id: str | None = None) -> dict[str, Any]:
+        machines = machines_behind(prompt, unique_id)
+        expected, arrived = images_per_machine * len(machines), int(images.shape[0])
+        if arrived != expected:
+            saved = comfy_adapter.save_images(images, filename_prefix) if arrived else []
+            raise DWGFInputError(shortfall_message(arrived, expected, images_per_machine, describe(machines), saved))
+        record = provenance(machines, images_per_machine)
+        comfy_adapter.show_text_on_node("; ".join(record))
+        return {"ui": {"text": record}, "result": (images,)}
 
 
 class ParticleMeanAndSpread:

@@ -83,12 +83,18 @@ def test_each_worker_draws_its_own_particles_and_the_master_pools_them(cluster) 
     expect, pooled = node_id(prompt, "DWGF_ExpectImages"), node_id(prompt, "DWGF_ParticleMeanAndSpread")
     particles = pictures(cluster.master, result, save_fed_by(prompt, expect))
     assert particles.shape[0] == 12  # 4 particles x (master + 2 workers)
+    # the record of which machine and seed made which image, in the master's history
+    assert result.history["outputs"][expect]["text"] == [
+        "images 1-4: the master, seed 0", "images 5-8: worker 1, seed 1", "images 9-12: worker 2, seed 2"]
     # the single-server runs of the seeds the machines got: master 0, worker 1 seed 1, worker 2 seed 2
     seed_node = node_id(prompt, "DistributedSeed")
     for machine in range(3):
         alone = copy.deepcopy(prompt)
         alone[seed_node]["inputs"]["seed"] = machine
-        reference = pictures(cluster.master, cluster.master.run(alone, timeout=600), save_fed_by(alone, expect))
+        run_alone = cluster.master.run(alone, timeout=600)
+        reference = pictures(cluster.master, run_alone, save_fed_by(alone, expect))
+        assert run_alone.history["outputs"][expect]["text"] == [
+            f"images 1-4: this machine (queued without workers), seed {machine}"]
         assert reference.shape[0] == 4  # queued without workers: one machine, and Expect Images knows it
         assert np.abs(particles[4 * machine: 4 * machine + 4] - reference).max() <= ONE_STEP
     assert np.abs(particles[:4] - particles[4:8]).max() > 0.1  # the workers really drew other particles
