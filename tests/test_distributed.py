@@ -142,13 +142,29 @@ def test_photos_split_over_the_workers_come_back_in_order_as_their_single_server
     assert np.abs(one_batch - photos).max() <= ONE_STEP  # the same nine photos as one 9-crop batch
 
 
+def test_a_worker_whose_graph_fails_is_a_clear_error_on_the_master(queueing) -> None:
+    """A node error on one worker (here its share of held-out crops starts past the end of the set)
+    used to pass on the master as a success with fewer images."""
+    from comfy_server import PromptFailed
+
+    cluster = queueing
+    prompt = template("distributed_batch_demo")
+    value = node_id(prompt, "DistributedValue")
+    prompt[value]["inputs"]["worker_values"] = json.dumps({"1": "3", "2": "5000", "_type": "INT"})
+    with pytest.raises(PromptFailed) as failure:
+        cluster.run(prompt, timeout=600)
+    message = str(failure.value)
+    assert "only 6 of the 9 expected images arrived" in message, message
+    assert "3 per machine from the master and workers 1, 2" in message
+
+
 def test_a_worker_killed_mid_run_is_a_clear_error_with_the_arrived_images_saved(queueing) -> None:
     cluster = queueing
     from comfy_server import PromptFailed
 
     prompt = template("distributed_particles_demo")
     prompt[node_id(prompt, "DistributedSeed")]["inputs"]["seed"] = 7  # not cached from the first test
-    victim = cluster.worker_servers[1]
+    victim = cluster.worker_servers[1]  # (the last test of the module: the worker stays dead)
     killer = threading.Timer(3.0, victim.process.kill)
     killer.start()
     started = time.monotonic()
