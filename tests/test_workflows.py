@@ -27,15 +27,22 @@ ALL_NAMES = template_names()
 NAMES = single_machine_names()
 DISTRIBUTED_NAMES = [f"distributed_{kind}_{family}" for kind in ("batch", "particles")
                      for family in ("demo", "sd15", "sdxl")]
-SD_NAMES = [name for name in NAMES if name.startswith(("sd15_", "sdxl_", "sd3_", "flux_"))]
+# the newer flow-matching models (issue 27): Load Diffusion Model + Load CLIP + Load VAE
+NEWER_FAMILIES = ("zimage_",)
+SD_NAMES = [name for name in NAMES if name.startswith(("sd15_", "sdxl_", "sd3_", "flux_", *NEWER_FAMILIES))]
 FLUX_NAMES = [name for name in NAMES if name.startswith("flux_")]
-# Flux's loaders and FluxGuidance came after the March-2024 ComfyUI (SD3's graph is SDXL's with another file).
+# Flux's loaders and FluxGuidance came after the March-2024 ComfyUI (SD3's graph is SDXL's with another file);
+# so did Load CLIP's types for the newer models.
 NEEDS_FLUX_NODES = pytest.mark.skipif(is_comfyui_2024(comfyui_root()), reason="the 2024 ComfyUI has no Flux nodes")
+NEEDS_NEWER_NODES = pytest.mark.skipif(is_comfyui_2024(comfyui_root()),
+                                       reason="the 2024 ComfyUI's Load CLIP has no types for these models")
 
 
 def flux_aware(names: list[str]) -> list:
-    """Workflow names as parameters, the Flux ones skipped on the 2024 ComfyUI."""
-    return [pytest.param(name, marks=NEEDS_FLUX_NODES) if name.startswith("flux_") else name for name in names]
+    """Workflow names as parameters, the Flux and newer models' ones skipped on the 2024 ComfyUI."""
+    return [pytest.param(name, marks=NEEDS_FLUX_NODES) if name.startswith("flux_")
+            else pytest.param(name, marks=NEEDS_NEWER_NODES) if name.startswith(NEWER_FAMILIES) else name
+            for name in names]
 TASKS = ("box_inpainting", "mask_inpainting", "super_resolution_x4", "deblurring")
 
 
@@ -50,6 +57,8 @@ def object_info(server) -> dict:
 
 def test_every_task_ships_for_every_model_with_ui_api_and_thumbnail() -> None:
     expected = [f"{family}_{task}" for family in ("demo", "sd15", "sdxl", "sd3", "flux") for task in TASKS]
+    # the newer models (issue 27): box and mask inpainting and x4 super-resolution
+    expected += [f"{family}{task}" for family in NEWER_FAMILIES for task in TASKS if task != "deblurring"]
     # plus DWGF inside SamplerCustom, and box inpainting on the demo model's flow-matching prior
     assert NAMES == sorted([*expected, "custom_box_inpainting", "demoflow_box_inpainting"])
     assert ALL_NAMES == sorted([*NAMES, *DISTRIBUTED_NAMES])  # plus ComfyUI-Distributed's (issue 28)
@@ -87,7 +96,9 @@ def test_the_twin_check_sees_drift(object_info: dict) -> None:
         ui_to_api(ui, grown)
 
 
-TINY_VAES = {"sd15": "taesd", "sdxl": "taesdxl", "sd3": "taesd3", "flux": "taef1"}  # ComfyUI's Load VAE names
+TINY_VAES = {"sd15": "taesd", "sdxl": "taesdxl", "sd3": "taesd3", "flux": "taef1",  # ComfyUI's Load VAE names
+             "zimage": "taef1"}
+NO_TINY_VAE = ("qwenimage", "flux2")  # ComfyUI 0.3.75's Load VAE has no tiny VAE for their latent spaces
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -98,6 +109,9 @@ def test_every_template_wires_the_fast_path(name: str) -> None:
     prompt = read(WORKFLOWS / "api" / f"{name}.json")
     [sampler] = [entry for entry in prompt.values() if entry["class_type"] in ("DWGF_Sampler", "DWGF_CustomSampler")]
     inputs = sampler["inputs"]
+    if name.split("_", 1)[0] in NO_TINY_VAE:
+        assert "fast_vae" not in inputs and inputs["preset"] == "fast"
+        return
     source_id, slot = inputs["fast_vae"]
     source = prompt[source_id]
     family = name.split("_", 1)[0]
@@ -141,6 +155,7 @@ def test_the_validator_catches_bad_graphs(object_info: dict) -> None:
 MISSING_FILES = {"1": ["ckpt_name"], "2": ["image"], "12": ["vae_name"]}
 FLUX_MISSING_FILES = {"1": ["unet_name"], "2": ["image"], "12": ["clip_name1", "clip_name2"], "13": ["vae_name"],
                       "15": ["vae_name"]}
+NEWER_MISSING_FILES = {"1": ["unet_name"], "2": ["image"], "12": ["clip_name"], "13": ["vae_name"], "15": ["vae_name"]}
 
 
 @pytest.mark.parametrize("name", flux_aware(SD_NAMES))
@@ -156,7 +171,10 @@ def test_comfyui_rejects_sd_workflows_only_for_their_missing_files(name: str, se
         server.queue(prompt)
     node_errors = rejected.value.details["node_errors"]
     named = {node: [e["extra_info"]["input_name"] for e in found["errors"]] for node, found in node_errors.items()}
-    expected = dict(FLUX_MISSING_FILES if name in FLUX_NAMES else MISSING_FILES)
+    expected = dict(FLUX_MISSING_FILES if name in FLUX_NAMES
+                    else NEWER_MISSING_FILES if name.startswith(NEWER_FAMILIES) else MISSING_FILES)
+    if name.split("_", 1)[0] in NO_TINY_VAE:
+        del expected["15"]
     if is_comfyui_2024(comfyui_root()):  # its validator walks required inputs only: fast_vae is optional
         del expected[prompt["4"]["inputs"]["fast_vae"][0]]
     assert {node: sorted(inputs) for node, inputs in named.items()} == expected

@@ -75,9 +75,23 @@ FAMILIES = {
     "sdxl": "SDXL through ComfyUI's own loaders: choose your checkpoint in Load Checkpoint and your photo in "
             "Load Image (about 1024x1024, sides a multiple of 8{lowres}). The sampler's memory is set to 'least "
             "memory' (the lowest peak for 1024²); the 'fast' preset, 4 particles.",
+    "zimage": "Z-Image (a rectified-flow NextDiT) through ComfyUI's own loaders: the model in Load Diffusion Model, "
+              "Qwen3-4B in Load CLIP (type lumina2), Flux.1's ae.safetensors in Load VAE, your photo in Load Image "
+              "(about 1024x1024{lowres}). Empty prompt, cfg 1 (Z-Image has no guidance input), the 'fast' preset, "
+              "4 particles, 'least memory'.",
+    "qwenimage": "Qwen-Image (a rectified-flow MMDiT on Wan 2.1's VAE) through ComfyUI's own loaders: the model in "
+                 "Load Diffusion Model, Qwen2.5-VL 7B in Load CLIP (type qwen_image), qwen_image_vae.safetensors in "
+                 "Load VAE, your photo in Load Image (about 1024x1024{lowres}). Empty prompt, cfg 1, the 'fast' "
+                 "preset, 4 particles, 'least memory'.",
+    "flux2": "Flux.2 dev (rectified flow, guidance-distilled, 128-channel latents) through ComfyUI's own loaders: the "
+             "transformer in Load Diffusion Model, Mistral 3 Small in Load CLIP (type flux2), flux2-vae.safetensors "
+             "in Load VAE, your photo in Load Image (about 1024x1024{lowres}). Guidance is FluxGuidance's input "
+             "(4.0), so cfg stays 1. The 'fast' preset, 4 particles, 'least memory'.",
 }
 # The fast path (issue 25): which tiny VAE of the model's latent space feeds the sampler's fast_vae.
-TINY_VAES = {"sd15": "taesd", "sdxl": "taesdxl", "sd3": "taesd3", "flux": "taef1"}
+TINY_VAES = {"sd15": "taesd", "sdxl": "taesdxl", "sd3": "taesd3", "flux": "taef1", "zimage": "taef1"}
+NO_TINY_VAE = ("No fast path: ComfyUI 0.3.75's Load VAE offers no tiny VAE for this latent space, so the full VAE "
+               "decodes in every iteration (the 'fast' preset's other savings still apply).")
 FAST_PATH_DEMO = ("Fast path: the Demo Model's fast_vae (its tiny VAE) feeds the sampler's fast_vae, so every "
                   "iteration but the last full_decoder_steps decodes through it{preset}; Particle Decode "
                   "decodes with the full VAE. Disconnect fast_vae{recommended} to run the full VAE throughout.")
@@ -135,8 +149,10 @@ def note_text(name: str) -> str:
 
 def fast_path_text(family: str) -> str:
     """What the template's fast_vae is wired to, where its files go, and how to turn it off."""
+    if family in ("qwenimage", "flux2"):
+        return NO_TINY_VAE
     if family in TINY_VAES:
-        newer = ", listed by ComfyUI from mid-2024 on" if family in ("sd3", "flux") else ""
+        newer = ", listed by ComfyUI from mid-2024 on" if family in ("sd3", "flux", "zimage") else ""
         return FAST_PATH_TINY.format(tiny=TINY_VAES[family], newer=newer)
     if family == "custom":  # no presets on the custom-sampling node
         return FAST_PATH_DEMO.format(preset=" (full_decoder_steps 0: the tiny VAE in every iteration)",

@@ -17,7 +17,8 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 VIRTUAL_NODES = {"Note", "MarkdownNote"}  # editor-only: never part of a prompt
 SEED_NAMES = {"seed", "noise_seed"}  # the frontends add a "control after generate" widget to these
 FILENAME_INPUTS = {("CheckpointLoaderSimple", "ckpt_name"), ("LoadImage", "image"), ("UNETLoader", "unet_name"),
-                   ("DualCLIPLoader", "clip_name1"), ("DualCLIPLoader", "clip_name2"), ("VAELoader", "vae_name")}
+                   ("DualCLIPLoader", "clip_name1"), ("DualCLIPLoader", "clip_name2"), ("VAELoader", "vae_name"),
+                   ("CLIPLoader", "clip_name")}
 
 ObjectInfo = dict[str, dict[str, Any]]
 
