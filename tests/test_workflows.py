@@ -28,7 +28,7 @@ NAMES = single_machine_names()
 DISTRIBUTED_NAMES = [f"distributed_{kind}_{family}" for kind in ("batch", "particles")
                      for family in ("demo", "sd15", "sdxl")]
 # the newer flow-matching models (issue 27): Load Diffusion Model + Load CLIP + Load VAE
-NEWER_FAMILIES = ("zimage_",)
+NEWER_FAMILIES = ("zimage_", "qwenimage_", "flux2_")
 SD_NAMES = [name for name in NAMES if name.startswith(("sd15_", "sdxl_", "sd3_", "flux_", *NEWER_FAMILIES))]
 FLUX_NAMES = [name for name in NAMES if name.startswith("flux_")]
 # Flux's loaders and FluxGuidance came after the March-2024 ComfyUI (SD3's graph is SDXL's with another file);
