@@ -218,7 +218,7 @@ def check_diffusion_model(model: Any) -> None:
     """Refuse, up front and by name, any model the samplers cannot use (:mod:`nodes.model_support`):
     audio, video and 3-D models, cascade stages, EDM and other parametrisations, latent spaces the pack
     does not decode, models that need an input image. Runs: discrete-time eps/v and rectified-flow image
-    models in a 4- or 16-channel latent space."""
+    models in a latent space the pack decodes (``model_support.HANDLED_LATENT_CHANNELS``)."""
     facts, support = model_support_of(model)
     if not support.runs:
         raise DWGFInputError(model_support.refusal_message(facts, support))
@@ -284,6 +284,29 @@ def model_latent_channels(model: Any) -> int:
     return int(channels if channels is not None else model.model.model_config.unet_config["out_channels"])
 
 
+def model_time_axis(model: Any) -> bool:
+    """The model's latents have a time axis (``latent_format.latent_dimensions`` 3: an image model on a video
+    VAE such as Qwen-Image on Wan 2.1's). The core's particles stay ``(N, C, H, W)``; the adapter adds the
+    one-frame axis ``(N, C, 1, H, W)`` where the model, ComfyUI's sampling and the VAE see them."""
+    return int(getattr(model.model.latent_format, "latent_dimensions", 2)) == 3
+
+
+def with_frame_axis(z: torch.Tensor, time_axis: bool) -> torch.Tensor:
+    """``(N, C, H, W)`` particles as ComfyUI's one-frame latents ``(N, C, 1, H, W)`` (unchanged without a
+    time axis or when they already have it)."""
+    return z.unsqueeze(2) if time_axis and z.ndim == 4 else z
+
+
+def without_frame_axis(z: torch.Tensor, time_axis: bool) -> torch.Tensor:
+    """ComfyUI's one-frame latents ``(N, C, 1, H, W)`` as the core's ``(N, C, H, W)``."""
+    if not time_axis or z.ndim != 5:
+        return z
+    if z.shape[2] != 1:
+        raise DWGFInputError(f"latent: these latents hold {z.shape[2]} frames; DWGF and PSLD restore one image "
+                             "(one latent frame): use an empty latent of one frame (batch size = particles)")
+    return z.squeeze(2)
+
+
 class GuidedDenoiser:
     """The ``Denoiser`` protocol over the model ComfyUI hands to a KSAMPLER function.
 
@@ -293,11 +316,13 @@ class GuidedDenoiser:
     (:mod:`dwgf.parametrisation`), and returns ``ẑ0`` all the same.
     """
 
-    def __init__(self, guided: Any, extra_args: dict, alphas_cumprod: torch.Tensor, flow: bool = False) -> None:
+    def __init__(self, guided: Any, extra_args: dict, alphas_cumprod: torch.Tensor, flow: bool = False,
+                 time_axis: bool = False) -> None:
         self.guided = guided
         self.extra_args = extra_args
         self.alphas_cumprod = alphas_cumprod
         self.flow = flow
+        self.time_axis = time_axis  # the model takes one-frame latents (N, C, 1, H, W)
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -307,22 +332,37 @@ class GuidedDenoiser:
         """The same call keeping the graph (PSLD; needs :class:`autograd_through_unet`)."""
         sigma = sigma.to(x)
         if self.flow:
-            return self.guided(parametrisation.flow_input_from_k(x, sigma),
-                               parametrisation.flow_time_from_k_sigma(sigma), **self.extra_args)
-        return self.guided(x, sigma, **self.extra_args)
+            x, sigma = parametrisation.flow_input_from_k(x, sigma), parametrisation.flow_time_from_k_sigma(sigma)
+        try:
+            out = self.guided(with_frame_axis(x, self.time_axis), sigma, **self.extra_args)
+        except ZeroDivisionError as error:  # a network whose position code has no room at this size
+            raise DWGFInputError(network_size_message(self.guided, x, error)) from error
+        return without_frame_axis(out, self.time_axis)
+
+
+def network_size_message(guided: Any, x: torch.Tensor, error: BaseException) -> str:
+    """Why the model's own network failed on this latent size, in the user's terms (ComfyUI's PixArt, for
+    one, divides by zero below 33-pixel latents, i.e. 264x264 images: its positional embedding rounds the
+    mean side to whole 64-pixel units)."""
+    inner = getattr(getattr(guided, "inner_model", None), "diffusion_model", None)
+    network = type(inner).__name__ if inner is not None else "the model's network"
+    side = f"{x.shape[-2]}x{x.shape[-1]}"
+    return (f"image: {network} fails on a {side} latent ({type(error).__name__}: {error}): this model needs a "
+            "larger image (PixArt: at least 264x264). Use a larger photo, or resize it up before the Degradation "
+            "Operator")
 
 
 class Progress:
     """A core run's step callback (``dwgf.sampling.StepCallback``) driving ComfyUI's progress bar, live
     preview (the step's ``info["denoised"]`` when there is one, else ``z``) and Cancel button."""
 
-    def __init__(self, callback: Callable | None, sigmas: torch.Tensor) -> None:
-        self.callback, self.sigmas = callback, sigmas
+    def __init__(self, callback: Callable | None, sigmas: torch.Tensor, time_axis: bool = False) -> None:
+        self.callback, self.sigmas, self.time_axis = callback, sigmas, time_axis
 
     def __call__(self, step: int, total: int, z: torch.Tensor, info: dict[str, Any]) -> None:
         throw_if_interrupted()
         if self.callback is not None:
-            preview = info.get("denoised", z).detach()
+            preview = with_frame_axis(info.get("denoised", z).detach(), self.time_axis)
             self.callback({"i": step, "denoised": preview, "x": preview, "sigma": self.sigmas[step],
                            "sigma_hat": self.sigmas[step]})
 
@@ -337,20 +377,22 @@ def sample_with_comfyui(model: Any, positive: Any, negative: Any, cfg: float, si
     ComfyUI as the model's own sigmas); ``on_step`` is the core run's
     callback (:class:`Progress`). ``differentiable_model`` lets gradients run through the UNet (PSLD).
     """
-    alphas, flow = model_alphas_cumprod(model), is_flow_model(model)
+    alphas, flow, time_axis = model_alphas_cumprod(model), is_flow_model(model), model_time_axis(model)
     comfy_callback = latent_preview.prepare_callback(model, len(sigmas))
 
     def sampler_function(guided, noise, comfy_sigmas, extra_args=None, callback=None, disable=None, **_):
-        denoiser = GuidedDenoiser(guided, dict(extra_args or {}), alphas, flow)
-        on_step = Progress(callback, comfy_sigmas)
+        denoiser = GuidedDenoiser(guided, dict(extra_args or {}), alphas, flow, time_axis)
+        on_step = Progress(callback, comfy_sigmas, time_axis)
         with torch.inference_mode(False), torch.enable_grad():
             if not differentiable_model:
-                return run(denoiser, noise.device, on_step)
+                return with_frame_axis(run(denoiser, noise.device, on_step), time_axis)
             with autograd_through_unet(model):
-                return run(denoiser, noise.device, on_step)
+                return with_frame_axis(run(denoiser, noise.device, on_step), time_axis)
 
     sampler = comfy.samplers.KSAMPLER(sampler_function)
     schedule = torch.cat([model_sigmas(model, sigmas.double().cpu()).float(), torch.zeros(1)])
+    if time_axis:  # ComfyUI's latents of a model on a video VAE: one frame, (N, C, 1, H, W)
+        latent_shape = (*latent_shape[:2], 1, *latent_shape[2:])
     latent = torch.zeros(latent_shape)
     return comfy.sample.sample_custom(model, torch.zeros(latent_shape), float(cfg), sampler, schedule, positive,
                                       negative, latent, callback=comfy_callback, disable_pbar=True, seed=seed)
@@ -374,11 +416,16 @@ def custom_sampler(run: Callable[..., torch.Tensor]) -> Any:
 
     def sampler_function(guided, noise, sigmas, extra_args=None, callback=None, disable=None, **_):
         model = GuidedModel(guided)
-        denoiser = GuidedDenoiser(guided, dict(extra_args or {}), model_alphas_cumprod(model), is_flow_model(model))
+        time_axis = model_time_axis(model)
+        denoiser = GuidedDenoiser(guided, dict(extra_args or {}), model_alphas_cumprod(model), is_flow_model(model),
+                                  time_axis)
         unit_noise = getattr(guided, "noise", None)
+        if unit_noise is not None:
+            unit_noise = without_frame_axis(unit_noise, time_axis)
         seed = int((extra_args or {}).get("seed", 0) or 0)
         with torch.inference_mode(False), torch.enable_grad():
-            return run(model, denoiser, unit_noise, sigmas, seed, noise.device, Progress(callback, sigmas)).to(noise)
+            out = run(model, denoiser, unit_noise, sigmas, seed, noise.device, Progress(callback, sigmas, time_axis))
+            return with_frame_axis(out, time_axis).to(noise)
 
     return comfy.samplers.KSAMPLER(sampler_function)
 
@@ -526,16 +573,18 @@ class ComfyVAE:
 
     def __init__(self, vae: Any, latent_format: Any, device: torch.device) -> None:
         self.vae = vae
-        self.latent_format = latent_format
+        self.latent_format = differentiable_latent_format(latent_format)
         self.device = device
         self.dtype = vae.vae_dtype
         self.latent_channels = vae_latent_channels(vae)
         self.downscale = vae_downscale_ratio(vae)
+        self.time_axis = vae_time_axis(vae)  # a video VAE: one image is one latent frame
         self.network = vae.first_stage_model
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        raw = self.latent_format.process_out(z)
-        return interrupt_before_backward(self.network.decode(raw.to(self.device, self.dtype)).float())
+        raw = self.latent_format.process_out(with_frame_axis(z, self.time_axis))
+        image = self.network.decode(raw.to(self.device, self.dtype))
+        return interrupt_before_backward(without_frame_axis(image, self.time_axis).float())
 
     def decode_checkpointed(self, z: torch.Tensor) -> torch.Tensor:
         """``decode`` keeping only each decoder block's input for the backward, which recomputes one
@@ -558,11 +607,29 @@ class ComfyVAE:
         """Posterior mean, keeping the graph when gradients are on (PSLD's gluing term)."""
         if is_tiny_autoencoder(self.network):
             return self.latent_format.process_in(self.network.encode(x.to(self.device, self.dtype)).float())
+        if encodes_posterior_mean(self.network):  # its own encode: Flux.2's patchified, normalised latents, Wan's
+            x = with_frame_axis(x.to(self.device, self.dtype), self.time_axis)  # causal frames
+            latent = self.latent_format.process_in(self.network.encode(x).float())
+            return without_frame_axis(latent, self.time_axis)
         moments = self.network.encoder(x.to(self.device, self.dtype))
         quant_conv = getattr(self.network, "quant_conv", None)
         if quant_conv is not None:
             moments = quant_conv(moments)
         return self.latent_format.process_in(moments[:, : self.latent_channels].float())
+
+
+def differentiable_latent_format(latent_format: Any) -> Any:
+    """The latent format with its tensors (Wan 2.1's per-channel mean and std) as ordinary tensors: ComfyUI makes
+    them under ``torch.inference_mode()``, and autograd cannot save inference tensors for the backward."""
+    tensors = {name: value for name, value in vars(latent_format).items()
+               if torch.is_tensor(value) and value.is_inference()}
+    if not tensors:
+        return latent_format
+    copy = type(latent_format).__new__(type(latent_format))
+    copy.__dict__.update(vars(latent_format))
+    with torch.inference_mode(False):
+        copy.__dict__.update({name: value.clone() for name, value in tensors.items()})
+    return copy
 
 
 _DECODER_BLOCKS = ("ResnetBlock", "AttnBlock", "Upsample")  # comfy.ldm.modules.diffusionmodules.model
@@ -585,6 +652,16 @@ class checkpointed_blocks:  # noqa: N801 - used as a context manager, reads like
             del block.forward
 
 
+def encodes_posterior_mean(network: Any) -> bool:
+    """Encode with the network's own ``encode`` where the plain ``encoder`` → ``quant_conv`` → mean path does
+    not give its latents: a latent batch norm over 2x2 patches (Flux.2's VAE) or no Gaussian regulariser at all
+    (Wan's causal video VAE, whose ``encode`` returns the mean itself). It must not sample: ComfyUI 0.3.x's
+    Gaussian regulariser takes the mode (the 2024 copy's samples, and is never asked)."""
+    regulariser = getattr(network, "regularization", None)
+    custom = getattr(network, "bn", None) is not None or regulariser is None
+    return custom and not getattr(regulariser, "sample", False)
+
+
 def is_tiny_autoencoder(network: Any) -> bool:
     """A TAESD-style autoencoder (ComfyUI's ``comfy.taesd.taesd.TAESD`` or the demo model's tiny one):
     deterministic ``encode``/``decode`` on raw latents, its latent scaling in ``vae_scale``/``vae_shift``."""
@@ -600,6 +677,9 @@ def vae_latent_channels(vae: Any) -> int:
     """Latent channels read off the network (the 2024 copy leaves ``VAE.latent_channels`` at 4
     for any VAE built from an explicit config)."""
     network = vae.first_stage_model
+    latent_norm = getattr(network, "bn", None)  # Flux.2's: its latents are 2x2 patches, normalised per channel
+    if isinstance(latent_norm, torch.nn.BatchNorm2d):
+        return int(latent_norm.num_features)
     decoder = getattr(network, "decoder", None)
     for layer in (getattr(network, "post_quant_conv", None), getattr(decoder, "conv_in", None)):
         if isinstance(layer, torch.nn.Conv2d):
@@ -613,18 +693,38 @@ def vae_latent_channels(vae: Any) -> int:
 
 
 def vae_downscale_ratio(vae: Any) -> int:
-    """Pixels per latent pixel along each side (video and audio VAEs, whose ratio is not one number,
-    are refused)."""
+    """Pixels per latent pixel along each side. A video VAE's ratio is ``(frames, height, width)`` with a
+    function of the frame count first: it is used when it codes one image as one latent frame (Wan 2.1's
+    causal VAE: 1 frame → 1) with square pixels; audio VAEs and other video ones are refused."""
     ratio = getattr(vae, "downscale_ratio", SD_VAE_DOWNSCALE)
-    if not isinstance(ratio, int):
-        raise DWGFInputError("vae: this VAE also compresses time (a video or audio VAE); connect the image "
-                             "VAE that belongs to the checkpoint")
+    if isinstance(ratio, (tuple, list)) and len(ratio) == 3 and vae_time_axis(vae):
+        frames, height, width = ratio
+        try:
+            one_frame = (frames(1) if callable(frames) else frames) == 1
+        except (TypeError, ValueError):
+            one_frame = False
+        if one_frame and isinstance(height, int) and height == width:
+            return int(height)
+    if not isinstance(ratio, int) or int(getattr(vae, "latent_dim", 2)) != 2:
+        raise DWGFInputError("vae: this VAE also compresses time (a video or audio VAE) and does not code one "
+                             "image as one latent frame; connect the image VAE that belongs to the checkpoint")
     return ratio
 
 
-def model_vae_downscale(model: Any) -> int:
-    """The downscale factor of the VAE whose latent space the model works in (8 for SD models)."""
-    return int(getattr(model.model, VAE_DOWNSCALE_TAG, SD_VAE_DOWNSCALE))
+def vae_time_axis(vae: Any) -> bool:
+    """The VAE's latents have a time axis (``latent_dim`` 3: a video VAE such as Wan 2.1's)."""
+    return int(getattr(vae, "latent_dim", 2)) == 3
+
+
+def model_vae_downscale(model: Any) -> int | None:
+    """The downscale factor of the VAE whose latent space the model works in: the demo model's tag, 8 for the
+    4- and 16-channel image latents (SD 1.x/2.x, SDXL, SD3, Flux.1 and the models in their spaces), and
+    ``None`` where the model does not say (ComfyUI's latent formats carry no factor: Flux.2's 128-channel
+    latents are its VAE's x16, HunyuanImage 2.1's 64-channel ones a x32 VAE's), so the VAE's own is used."""
+    tagged = getattr(model.model, VAE_DOWNSCALE_TAG, None)
+    if tagged is not None:
+        return int(tagged)
+    return SD_VAE_DOWNSCALE if model_latent_channels(model) in model_support.SD_VAE_LATENT_CHANNELS else None
 
 
 def vae_identity(vae: Any) -> dict[str, int]:
@@ -639,8 +739,13 @@ def check_vae_matches_model(vae: Any, model: Any) -> None:
             f"vae: this VAE has {vae_channels} latent channels but the MODEL expects {model_channels}: "
             "connect the VAE that belongs to the checkpoint (e.g. from the same Load Checkpoint node)"
         )
+    if vae_time_axis(vae) != model_time_axis(model):
+        has, wants = ("has", "has no") if vae_time_axis(vae) else ("has no", "has")
+        raise DWGFInputError(
+            f"vae: this VAE's latents {has} time axis (a video VAE's) but the MODEL's {wants}: the two do not "
+            "belong together. Connect the VAE from the same loader as the model")
     vae_factor, model_factor = vae_downscale_ratio(vae), model_vae_downscale(model)
-    if vae_factor != model_factor:
+    if model_factor is not None and vae_factor != model_factor:
         family = "SD 1.x/2.x, SDXL" if model_factor == SD_VAE_DOWNSCALE else "its own VAE"
         raise DWGFInputError(
             f"vae: this VAE turns {vae_factor}x{vae_factor} pixels into one latent pixel but the MODEL was "
@@ -707,8 +812,9 @@ def prepare_vae(vae: Any, model: Any) -> ComfyVAE:
 
 
 def decode_latents(vae: Any, samples: torch.Tensor) -> torch.Tensor:
-    """ComfyUI's own VAE decode (tiling fallback included) to an IMAGE batch."""
-    images = vae.decode(samples)
+    """ComfyUI's own VAE decode (tiling fallback included) to an IMAGE batch (a video VAE's one-frame
+    latents given the frame axis it needs, its frames flattened into the batch)."""
+    images = vae.decode(with_frame_axis(samples, vae_time_axis(vae)))
     return images.reshape(-1, *images.shape[-3:]) if images.ndim > 4 else images
 
 

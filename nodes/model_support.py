@@ -13,18 +13,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The latent spaces of the 8x image autoencoders the pack decodes: SD 1.x/2.x and SDXL (4 channels; also
-# AuraFlow, PixArt, Hunyuan-DiT) and SD3 / Flux.1 (16 channels; also Lumina 2, Z-Image, Chroma, HiDream,
-# OmniGen2). A model without the demo model's tag is taken to live in an 8x VAE's latent space
-# (``comfy_adapter.model_vae_downscale``), which only these channel counts are known to be.
-HANDLED_LATENT_CHANNELS = (4, 16)
+# The latent spaces of the 8x image autoencoders: SD 1.x/2.x and SDXL (4 channels; also AuraFlow, PixArt,
+# Hunyuan-DiT) and SD3 / Flux.1 (16 channels; also Lumina 2, Z-Image, Chroma, HiDream, OmniGen2). A model in
+# one of them must get an 8x VAE (``comfy_adapter.model_vae_downscale``); other latent spaces take their VAE's
+# own factor (ComfyUI's latent formats do not record one).
+SD_VAE_LATENT_CHANNELS = (4, 16)
+# The latent spaces the pack decodes, by dimensions and channels (issue 27): besides the 8x ones, Flux.2's 128
+# channels (its x16 VAE's 2x2 patches of 32) and HunyuanImage 2.1's 64 (a x32 VAE), both images; and the
+# 16-channel latents of Wan 2.1's causal video VAE, one image being one latent frame (Qwen-Image). The adapter
+# reads each VAE's factor, channels and time axis off the VAE object itself.
+HANDLED_LATENT_CHANNELS = {2: (4, 16, 64, 128), 3: (16,)}
+# Models whose latents have a time axis only because their VAE is a video VAE: the network makes one image
+# (one latent frame). ComfyUI records nothing that tells such a network from a video network on the same
+# latents (Qwen-Image and Wan 2.1 text-to-video both have Wan21 16-channel 3-D latents, rectified flow, 16
+# channels in and out), so this is the one rule that reads a BaseModel class; every other model with a time
+# axis is a video model and refused.
+IMAGE_MODELS_ON_VIDEO_VAES = ("QwenImage",)
 DISCRETE_KINDS = ("EPS", "V_PREDICTION")  # ComfyUI's ModelType names for discrete-time eps/v models
 FLOW_KINDS = ("FLOW", "FLUX")  # SD3 / AuraFlow-style discrete flow, and Flux's continuous shift
 
 REQUIREMENT = ("DWGF and PSLD need a discrete-time eps- or v-prediction latent diffusion model (SD 1.x, SD 2.x, "
-               "SDXL) or a rectified-flow model (SD3, Flux.1, Chroma, Z-Image, Lumina 2)")
-USE_INSTEAD = ("connect an image model's MODEL and VAE instead: SD 1.x/2.x, SDXL, SD3/3.5, Flux.1, Chroma, Z-Image "
-               "or Lumina 2 "
+               "SDXL) or a rectified-flow model (SD3, Flux.1, Flux.2, Chroma, Z-Image, Lumina 2, Qwen-Image, "
+               "HunyuanImage 2.1)")
+USE_INSTEAD = ("connect an image model's MODEL and VAE instead: SD 1.x/2.x, SDXL, SD3/3.5, Flux.1, Flux.2, Chroma, "
+               "Z-Image, Lumina 2, Qwen-Image or HunyuanImage 2.1 "
                "(Load Checkpoint, or Load Diffusion Model + Load VAE)")
 
 # Why a prediction / noise-level pair is outside the method, by ComfyUI's ModelType name.
@@ -99,11 +111,11 @@ def classify(facts: ModelFacts) -> Support:
     if facts.latent_dimensions == 1:
         return Support("refused", f"its latents ({facts.latent_format}) are a 1-D sequence (3-D shape or audio "
                        "latents), not an image", USE_INSTEAD)
-    if facts.latent_dimensions == 3:
-        return Support("refused", f"its latents ({facts.latent_format}) have a time axis (a video model, or an "
-                       "image model on a video VAE such as Wan 2.1's), which the pack does not handle yet",
-                       USE_INSTEAD)
-    if facts.latent_dimensions != 2:
+    if facts.latent_dimensions == 3 and facts.model_class not in IMAGE_MODELS_ON_VIDEO_VAES:
+        return Support("refused", f"its latents ({facts.latent_format}) have a time axis and it is a video model: "
+                       "the pack restores one image, and runs models with a time axis only where the network "
+                       "makes one image on a video VAE's one-frame latents (Qwen-Image on Wan 2.1's)", USE_INSTEAD)
+    if facts.latent_dimensions not in (2, 3):
         return Support("refused", f"its latents have {facts.latent_dimensions} dimensions, not an image's 2",
                        USE_INSTEAD)
     discrete = facts.kind in DISCRETE_KINDS and facts.discrete_table
@@ -115,10 +127,11 @@ def classify(facts: ModelFacts) -> Support:
     if facts.latent_channels == 3:
         return Support("refused", "it works on pixels directly (a 3-channel pixel-space 'latent', no "
                        "autoencoder), which the pack does not handle yet", USE_INSTEAD)
-    if facts.latent_channels not in HANDLED_LATENT_CHANNELS:
+    if facts.latent_channels not in HANDLED_LATENT_CHANNELS[facts.latent_dimensions]:
         return Support("refused", f"its latent space ({facts.latent_format}, {facts.latent_channels} channels) "
                        "is not one the pack decodes yet: it handles the 4-channel (SD 1.x/2.x, SDXL) and "
-                       "16-channel (SD3, Flux.1) latents of 8x image autoencoders", USE_INSTEAD)
+                       "16-channel (SD3, Flux.1) latents of 8x image autoencoders, Flux.2's 128-channel and "
+                       "HunyuanImage 2.1's 64-channel ones, and Wan 2.1's one-frame latents", USE_INSTEAD)
     if extra_image_input(facts) == "image":
         return Support("refused", f"its network takes an input image besides the latent ({facts.input_channels} "
                        f"input channels for {facts.output_channels} latent ones: an edit, upscale, novel-view or "
@@ -128,6 +141,8 @@ def classify(facts: ModelFacts) -> Support:
     how = "rectified flow" if flow else f"discrete {facts.kind.lower().replace('_', '-')}"
     note = " (an inpainting model: ComfyUI fills 'generate everything' when no mask is given)" \
         if extra_image_input(facts) == "mask" else ""
+    if facts.latent_dimensions == 3:
+        note += " (one latent frame of a video VAE)"
     return Support("runs (flow)" if flow else "runs (discrete)",
                    f"{how} on {facts.noise_levels}, {facts.latent_channels}-channel {facts.latent_format} "
                    f"latents{note}")

@@ -15,15 +15,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import comfyui_env  # noqa: E402
 import model_families  # noqa: E402
+import more_families  # noqa: E402
 
 OUTPUT = comfyui_env.PACK_ROOT / "bench" / "results" / "model_support.md"
 
-# Families with end-to-end runs of the samplers elsewhere in the test suite (random weights, real layouts).
+# Rows (families, and variants by their row name) with end-to-end runs of the samplers in the test suite
+# (random weights, real layouts): the DWGF and PSLD Sampler nodes and Particle Decode.
 RUN_END_TO_END = {
     "SD15": "tests/test_real_architectures.py, the demo model", "SD20": "tests/test_real_architectures.py",
     "SDXL": "tests/test_real_architectures.py", "SD3": "tests/test_flow_architectures.py",
     "Flux": "tests/test_flow_architectures.py", "ZImage": "tests/test_flow_families.py",
     "Lumina2": "tests/test_flow_families.py", "Chroma": "tests/test_flow_families.py",
+    "QwenImage": "tests/test_new_latent_families.py", "Flux2": "tests/test_new_latent_families.py",
+    "HunyuanImage21": "tests/test_new_latent_families.py",
+    **{more_families.ROW_NAMES.get(name, name): "tests/test_accepted_families.py" for name in more_families.FAMILIES},
 }
 
 
@@ -39,8 +44,8 @@ def rows() -> list[dict[str, str]]:
         facts, support = adapter.model_support_of(model_families.build(row))
         latent = f"{facts.latent_format}, {facts.latent_channels} ch, {facts.latent_dimensions}-D"
         tested = "DWGF Sampler node refuses it" if not support.runs else "check accepts it, noise table read"
-        if support.runs and row.family in RUN_END_TO_END and row.name == row.family:
-            tested += f"; samplers run end to end: {RUN_END_TO_END[row.family]}"
+        if support.runs and row.name in RUN_END_TO_END:
+            tested += f"; samplers run end to end: {RUN_END_TO_END[row.name]}"
         elif support.runs:
             tested += "; no end-to-end run here"
         reason = support.reason + ("; use the text-to-image model instead" if support.instead
