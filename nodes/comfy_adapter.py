@@ -222,6 +222,29 @@ def check_diffusion_model(model: Any) -> None:
     facts, support = model_support_of(model)
     if not support.runs:
         raise DWGFInputError(model_support.refusal_message(facts, support))
+    if model_support.extra_image_input(facts) == "mask" and not fills_missing_inpaint_mask(model):
+        raise DWGFInputError(
+            f"model: this MODEL is an inpainting model (ComfyUI's {facts.family} with a mask input), and this "
+            "ComfyUI does not fill a missing mask with 'generate everything' (ComfyUI from mid-2024 does): its own "
+            "conditioning code fails without one. Use the base (non-inpainting) checkpoint of the same model, or "
+            "a newer ComfyUI")
+
+
+def fills_missing_inpaint_mask(model: Any) -> bool:
+    """Whether this ComfyUI builds an inpainting model's extra inputs with no mask given (0.3.x fills
+    'generate everything'; the March-2024 copy reads ``denoise_mask.shape`` and fails): asked of the
+    model's own ``extra_conds`` on a one-pixel latent."""
+    base = model.model
+    channels = int(getattr(base.latent_format, "latent_channels", 4) or 4)
+    noise = torch.zeros(1, channels, *([1] * int(getattr(base.latent_format, "latent_dimensions", 2))))
+    try:
+        with torch.inference_mode():
+            base.extra_conds(noise=noise, device=torch.device("cpu"), cross_attn=torch.zeros(1, 1, 1))
+    except AttributeError as error:  # the 2024 copy: denoise_mask is None there
+        return "'NoneType' object has no attribute 'shape'" not in str(error)
+    except Exception:  # anything else is not about the mask (the probe's stand-in inputs): the run will say
+        return True
+    return True
 
 
 def is_guidance_distilled(model: Any) -> bool:
