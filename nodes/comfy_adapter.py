@@ -239,7 +239,8 @@ def fills_missing_inpaint_mask(model: Any) -> bool:
     noise = torch.zeros(1, channels, *([1] * int(getattr(base.latent_format, "latent_dimensions", 2))))
     try:
         with torch.inference_mode():
-            base.extra_conds(noise=noise, device=torch.device("cpu"), cross_attn=torch.zeros(1, 1, 1))
+            base.extra_conds(noise=noise, latent_image=noise, device=torch.device("cpu"),
+                             cross_attn=torch.zeros(1, 1, 1))  # as ComfyUI's samplers call it, with no mask
     except AttributeError as error:  # the 2024 copy: denoise_mask is None there
         return "'NoneType' object has no attribute 'shape'" not in str(error)
     except Exception:  # anything else is not about the mask (the probe's stand-in inputs): the run will say
