@@ -8,7 +8,7 @@ width with fewer blocks, or for the UNets every block at a base width of 64; ran
 VAE of its latent space and CONDITIONING shaped as its text encoder gives it (PixArt's T5-XXL tokens,
 Hunyuan-DiT's two token sequences and masks, HiDream's T5 tokens, every Llama 3 layer and the pooled CLIP
 vector, OmniGen2's Qwen tokens and mask). Their outputs mean nothing. The DWGF and PSLD Sampler nodes run
-two iterations at 64² (PixArt: 320²; its positional embedding divides by zero below 264²) and Particle Decode
+one iteration at 64² (PixArt: 320²; its positional embedding divides by zero below 264²) and Particle Decode
 decodes the particles; the adapter's noise prediction is the one
 the model's own sampling object converts from the network's raw output, where the family has something
 of its own: PixArt's and Hunyuan-DiT's learned-variance half of the output (dropped), Flux Fill's and SD
@@ -90,7 +90,7 @@ def skip_where_comfyui_needs_a_mask(family) -> None:
 
 
 def test_dwgf_and_particle_decode_run_on_the_family(comfy_nodes, family, core) -> None:
-    """Two DWGF iterations with two particles through the node (classifier-free guidance on where the
+    """A DWGF iteration with two particles through the node (classifier-free guidance on where the
     family has no guidance input), then Particle Decode: finite latents, images of the measured size. On
     a ComfyUI that cannot build an inpainting model's inputs without a mask, a clear refusal instead."""
     size = spec(family).image_size
@@ -106,7 +106,7 @@ def test_dwgf_and_particle_decode_run_on_the_family(comfy_nodes, family, core) -
     cfg = 1.0 if adapter().is_guidance_distilled(family.model) else 2.0
     with torch.inference_mode():
         (latent,) = comfy_nodes.NODE_CLASS_MAPPINGS["DWGF_Sampler"]().sample(
-            family.model, family.positive, family.negative, family.vae, degradation, measurement, seed=0, steps=2,
+            family.model, family.positive, family.negative, family.vae, degradation, measurement, seed=0, steps=1,
             particles=2, learning_rate=1.0, prior_weight=0.15, ae_weight=0.1, decoder_noise=0.01, cfg=cfg)
         images, mean, spread = comfy_nodes.NODE_CLASS_MAPPINGS["DWGF_ParticleDecode"]().decode(
             latent, family.vae, False)
@@ -138,7 +138,7 @@ def test_psld_back_propagates_through_the_family(comfy_nodes, family) -> None:
     degradation, measurement = problem(comfy_nodes, size)
     with torch.inference_mode():
         (latent,) = comfy_nodes.NODE_CLASS_MAPPINGS["DWGF_PSLDSampler"]().sample(
-            family.model, family.positive, family.negative, family.vae, degradation, measurement, seed=0, steps=2,
+            family.model, family.positive, family.negative, family.vae, degradation, measurement, seed=0, steps=1,
             particles=1, omega=-1.0, gamma=-1.0, cfg=1.0)
         images, _, _ = comfy_nodes.NODE_CLASS_MAPPINGS["DWGF_ParticleDecode"]().decode(latent, family.vae, False)
     assert latent["samples"].shape == (1, spec(family).latent_channels, size // 8, size // 8)
