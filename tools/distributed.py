@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 SNAPSHOTS = REPO.parent / "shared" / "vendor"
 SNAPSHOT_GLOB = "ComfyUI-Distributed-*.tar.gz"
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-WORKER_TIMEOUT_S = 20  # the master's wait for a silent worker before its collector gives up
+WORKER_TIMEOUT_S = 10  # the master's wait for a silent worker before its collector gives up (it probes a
+# worker that is still busy and waits on)
 
 
 def snapshot(folder: Path = SNAPSHOTS) -> Path | None:
