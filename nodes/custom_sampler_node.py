@@ -17,8 +17,16 @@ from ..dwgf.schedule import NoiseLevel
 from . import comfy_adapter
 from .common import CATEGORY
 from .memory_guard import RunMemory
-from .restoration import MeasurementBatch, run_in_comfyui
-from .sampler_inputs import FASTEST, dwgf_method_inputs, dwgf_settings, fast_inputs, memory_inputs, problem_inputs
+from .restoration import MeasurementBatch, require_finite_inputs, run_in_comfyui
+from .sampler_inputs import (
+    FASTEST,
+    detail_inputs,
+    dwgf_method_inputs,
+    dwgf_settings,
+    fast_inputs,
+    memory_inputs,
+    problem_inputs,
+)
 
 
 def levels_from_sigmas(model: Any, sigmas: torch.Tensor) -> list[NoiseLevel]:
@@ -48,14 +56,16 @@ class DWGFCustomSampler:
     def INPUT_TYPES(cls) -> dict:
         shared = problem_inputs()
         required = {name: shared[name] for name in ("vae", "degradation", "measurement")}
-        return {"required": {**required, **dwgf_method_inputs()}, "optional": {**memory_inputs(), **fast_inputs()}}
+        return {"required": {**required, **dwgf_method_inputs()},
+                "optional": {**memory_inputs(), **fast_inputs(), **detail_inputs()}}
 
     def sampler(self, vae: Any, degradation: Degradation, measurement: torch.Tensor, learning_rate: float,
                 prior_weight: float, ae_weight: float, decoder_noise: float,
                 memory: str = FASTEST, memory_check: bool = True, fast_vae: Any = None,
-                full_decoder_steps: int = FULL_DECODER_STEPS) -> tuple[Any]:
+                full_decoder_steps: int = FULL_DECODER_STEPS, detail: float = 0.0) -> tuple[Any]:
+        require_finite_inputs(detail=detail)
         config, run_memory = dwgf_settings(memory, memory_check, learning_rate, prior_weight, ae_weight, decoder_noise,
-                                           full_decoder_steps=full_decoder_steps)
+                                           full_decoder_steps=full_decoder_steps, detail=detail)
         require(measurement.ndim == 4 and measurement.shape[0] == 1,
                 "measurement: the custom-sampling DWGF restores one image per run; use the DWGF Sampler for a batch")
         return (comfy_adapter.custom_sampler(functools.partial(run_on_sigmas, vae, degradation, measurement, config,

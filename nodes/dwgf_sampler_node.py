@@ -17,6 +17,7 @@ from .common import CATEGORY
 from .restoration import MeasurementBatch, require_finite_inputs, sample_each_measurement
 from .sampler_inputs import (
     FASTEST,
+    detail_inputs,
     dwgf_method_inputs,
     dwgf_settings,
     fast_inputs,
@@ -63,7 +64,8 @@ class DWGFSampler:
                                          "1 = none (the reference)."}),
         })
         return {"required": required,
-                "optional": {**memory_inputs(), **preset_inputs(), **repulsion_inputs(), **fast_inputs()}}
+                "optional": {**memory_inputs(), **preset_inputs(), **repulsion_inputs(), **fast_inputs(),
+                             **detail_inputs()}}
 
     @classmethod
     def input_defaults(cls) -> dict[str, Any]:
@@ -77,12 +79,13 @@ class DWGFSampler:
                prior_weight: float, ae_weight: float, decoder_noise: float, cfg: float,
                memory: str = FASTEST, memory_check: bool = True, preset: str = CUSTOM, denoise: float = 1.0,
                ae_every: int = 1, repulsion: float = 0.0, repulsion_schedule: str = "high noise",
-               fast_vae: Any = None, full_decoder_steps: int = FULL_DECODER_STEPS) -> tuple[dict] | dict:
+               fast_vae: Any = None, full_decoder_steps: int = FULL_DECODER_STEPS,
+               detail: float = 0.0) -> tuple[dict] | dict:
         """An API prompt without ``preset`` runs as before the presets existed ('custom'); one without
         ``fast_vae`` as before the fast path existed. A preset that runs other steps, denoise or
         ae_every (or, with a fast_vae, full_decoder_steps) than a user set (not the widget's default) is
         told on the node and in the log; the node then returns ComfyUI's ``{"ui": ..., "result": ...}``."""
-        require_finite_inputs(cfg=cfg, denoise=denoise, repulsion=repulsion)
+        require_finite_inputs(cfg=cfg, denoise=denoise, repulsion=repulsion, detail=detail)
         defaults = self.input_defaults()
         overrides = [(name, given, used) for name, given, used
                      in preset_overrides(preset, steps, denoise, ae_every, full_decoder_steps)
@@ -99,7 +102,7 @@ class DWGFSampler:
                                            decoder_noise, particles=particles, steps=steps, seed=seed,
                                            first_timestep=first, ae_every=ae_every, warm_start=denoise < 1.0,
                                            repulsion=repulsion, repulsion_schedule=repulsion_schedule,
-                                           full_decoder_steps=full_decoder_steps)
+                                           full_decoder_steps=full_decoder_steps, detail=detail)
         problem = MeasurementBatch.prepare(model, vae, degradation, measurement)
         levels = dwgf_levels(comfy_adapter.model_alphas_cumprod(model), config)
         result = (sample_each_measurement(run_dwgf, config, levels, problem, model, positive, negative, vae, cfg,
