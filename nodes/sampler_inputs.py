@@ -146,12 +146,12 @@ def detail_inputs() -> dict[str, Any]:
     return {
         "detail": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05,
                              "tooltip": "Sharp samples instead of smooth ones (0 = off, the paper's method). After "
-                                        "the flow, each particle is re-noised to t = detail x 500 and taken back to a "
-                                        "clean image in a few ancestral steps of the model, each pulled towards the "
-                                        "measurement: the model draws the fine detail the flow averages away. "
-                                        "Particles then differ in their detail and their mean stays the smooth best "
-                                        "guess. Costs about a third of the 'recommended' run. Not in the paper; "
-                                        "README, 'Detail'."}),
+                                        "the flow, each particle is re-noised to a low noise level and taken back in "
+                                        "10 ancestral steps of the model, each followed by Adam steps towards the "
+                                        "measurement with this learning rate, which sets how much detail is drawn. "
+                                        "Measured on the demo model: 0.2 for inpainting, 0.5 for super-resolution; "
+                                        "each particle then differs in its detail and their mean stays close to the "
+                                        "plain run's. Not in the paper; README, 'Detail'."}),
     }
 
 
