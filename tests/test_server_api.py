@@ -84,6 +84,7 @@ def test_bad_input_is_a_node_error_and_the_server_lives_on(server, input_picture
 
 
 DEMO_WORKFLOWS = ("demo_box_inpainting", "demo_mask_inpainting", "demo_super_resolution_x4", "demo_deblurring",
+                  "demodetail_box_inpainting", "demodetail_super_resolution_x4",
                   pytest.param("demoflow_box_inpainting", marks=pytest.mark.skipif(
                       is_comfyui_2024(comfyui_root()), reason="the 2024 ComfyUI has no flow-matching models")))
 DEMO_OUTPUTS = ["1_clean", "2_measurement", "3_pseudo_inverse", "4_dwgf_mean", *["5_dwgf_particles"] * 4, "6_spread"]
@@ -129,7 +130,7 @@ def test_demo_workflow_runs_through_the_api(server, masked_example, name: str) -
     clean, measurement, mean = images["1_clean"], images["2_measurement"], images["4_dwgf_mean"]
     assert clean.shape == mean.shape == images["6_spread"].shape == (32, 32, 3)
     known = np.ones((32, 32), dtype=bool)
-    if name in ("demo_box_inpainting", "demoflow_box_inpainting"):
+    if name in ("demo_box_inpainting", "demoflow_box_inpainting", "demodetail_box_inpainting"):
         known[8:24, 8:24] = False  # centre box, half the side
     elif name == "demo_mask_inpainting":
         known = masked_example[..., 3] >= 128  # LoadImage's MASK is 1 where the PNG is transparent
@@ -137,7 +138,7 @@ def test_demo_workflow_runs_through_the_api(server, masked_example, name: str) -
     if name.endswith("inpainting"):  # paste_known_pixels: the measured pixels come back exactly
         assert np.abs(mean[known].astype(int) - clean[known].astype(int)).max() <= 1
         assert np.abs(mean[~known].astype(int) - 128).mean() > 10  # and the hole was filled, not left grey
-    if name == "demo_super_resolution_x4":
+    if name.endswith("super_resolution_x4"):
         assert measurement.shape == (8, 8, 3)
     if name == "demo_deblurring":
         assert measurement.shape == (32, 32, 3) and np.abs(measurement.astype(int) - clean).mean() > 3

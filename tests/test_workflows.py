@@ -59,8 +59,10 @@ def test_every_task_ships_for_every_model_with_ui_api_and_thumbnail() -> None:
     expected = [f"{family}_{task}" for family in ("demo", "sd15", "sdxl", "sd3", "flux") for task in TASKS]
     # the newer models (issue 27): box and mask inpainting and x4 super-resolution
     expected += [f"{family}{task}" for family in NEWER_FAMILIES for task in TASKS if task != "deblurring"]
-    # plus DWGF inside SamplerCustom, and box inpainting on the demo model's flow-matching prior
-    assert NAMES == sorted([*expected, "custom_box_inpainting", "demoflow_box_inpainting"])
+    # plus DWGF inside SamplerCustom, box inpainting on the demo model's flow-matching prior, and the
+    # detail finish on the demo model (issue 26)
+    assert NAMES == sorted([*expected, "custom_box_inpainting", "demoflow_box_inpainting",
+                            "demodetail_box_inpainting", "demodetail_super_resolution_x4"])
     assert ALL_NAMES == sorted([*NAMES, *DISTRIBUTED_NAMES])  # plus ComfyUI-Distributed's (issue 28)
     assert sorted(path.stem for path in WORKFLOWS.glob("*.json")) == ALL_NAMES  # the templates ComfyUI lists
     for name in ALL_NAMES:
