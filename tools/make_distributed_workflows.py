@@ -24,6 +24,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ui_workflow import nodes_of
+
 API_DIR = Path(__file__).resolve().parents[1] / "workflows" / "api"
 FAMILIES = ("demo", "sd15", "sdxl")
 WORKERS = 2  # the templates' share maps and counts are for a master and two workers
@@ -31,7 +33,9 @@ DEMO_PHOTOS_PER_MACHINE = 3
 
 
 def node_of(prompt: dict[str, Any], class_type: str) -> str:
-    return next(key for key, node in prompt.items() if node["class_type"] == class_type)
+    """The id of the prompt's one node of ``class_type``."""
+    [key] = nodes_of(prompt, class_type)
+    return key
 
 
 def next_id(prompt: dict[str, Any]) -> str:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ui_workflow import nodes_of
+
 API_DIR = Path(__file__).resolve().parents[1] / "workflows" / "api"
 TASKS = ("box_inpainting", "mask_inpainting", "super_resolution_x4")
 
@@ -45,10 +47,6 @@ FAMILIES = {
     "flux2": Family("flux2_dev_fp8mixed.safetensors", "mistral_3_small_flux2_bf16.safetensors", "flux2",
                     "flux2-vae.safetensors", 4.0, None),
 }
-
-
-def nodes_of(prompt: dict[str, Any], class_type: str) -> list[str]:
-    return [key for key, node in prompt.items() if node["class_type"] == class_type]
 
 
 def model_workflow(name: str, family: Family, task: str) -> dict[str, Any]:

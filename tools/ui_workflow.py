@@ -177,6 +177,11 @@ def api_to_ui(prompt: dict[str, dict[str, Any]], object_info: ObjectInfo,
             "links": links, "groups": [], "config": {}, "extra": {}, "version": 0.4}
 
 
+def nodes_of(prompt: dict[str, dict[str, Any]], class_type: str) -> list[str]:
+    """The ids of an API prompt's nodes of ``class_type``, in the prompt's order."""
+    return [key for key, node in prompt.items() if node["class_type"] == class_type]
+
+
 def columns(prompt: dict[str, dict[str, Any]]) -> dict[str, int]:
     """Left-to-right layout: each node one column right of its deepest input."""
     depth: dict[str, int] = {}
