@@ -19,12 +19,12 @@ March-2024 ComfyUI lacks the transformer classes: those rows are skipped there.
 
 from __future__ import annotations
 
-import gc
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from random_networks import built_once, super_resolution_problem
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
@@ -42,23 +42,11 @@ def family(request, comfy_nodes):
     if more_families.model_class(name) is None:
         pytest.skip(f"this ComfyUI predates {name} (no comfy.supported_models.{name}; the DiT families came to "
                     "ComfyUI from mid-2024)")
-    with torch.inference_mode():
-        built = more_families.build(name)
-    yield built
-    import comfy.model_management
-
-    comfy.model_management.unload_all_models()  # ComfyUI's loaded-model list would keep the networks alive
-    del built
-    gc.collect()
+    yield from built_once(lambda: more_families.build(name))
 
 
 def problem(comfy_nodes, size: int):
-    image = torch.rand(1, size, size, 3, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        degradation, measurement, _ = comfy_nodes.NODE_CLASS_MAPPINGS["DWGF_DegradationOperator"]().build(
-            image, "clean (simulate the measurement)", "super-resolution avg-pool", 4, 61, 3.0, 0.5, 0.3, 0.5,
-            0.001, 0)
-    return degradation, measurement
+    return super_resolution_problem(comfy_nodes, size, size)
 
 
 def adapter():

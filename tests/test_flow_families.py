@@ -15,12 +15,12 @@ guidance (which none of them replaces by a guidance input) runs an unconditional
 
 from __future__ import annotations
 
-import gc
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from random_networks import built_once, run_dwgf_node, super_resolution_problem
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
@@ -39,33 +39,11 @@ def random_flow(request, comfy_nodes):
         pytest.skip(f"this ComfyUI predates {NAMES[request.param]} (comfy.supported_models."
                     f"{sd_architectures.FLOW_MODEL_CLASSES[request.param]}: Lumina 2 and Chroma came to ComfyUI in "
                     "2025, Z-Image late in 2025)")
-    with torch.inference_mode():
-        built = sd_architectures.build_random_sd(request.param, DTYPE)
-    yield built
-    import comfy.model_management
-
-    comfy.model_management.unload_all_models()  # ComfyUI's loaded-model list would keep the networks alive
-    del built
-    gc.collect()
+    yield from built_once(lambda: sd_architectures.build_random_sd(request.param, DTYPE))
 
 
-def problem(comfy_nodes):
-    image = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        degradation, measurement, _ = comfy_nodes.NODE_CLASS_MAPPINGS["DWGF_DegradationOperator"]().build(
-            image, "clean (simulate the measurement)", "super-resolution avg-pool", 4, 61, 3.0, 0.5, 0.3, 0.5,
-            0.001, 0)
-    return degradation, measurement
-
-
-def run_dwgf(comfy_nodes, random_flow, cfg: float = 1.0, particles: int = 2, steps: int = 2) -> dict:
-    degradation, measurement = problem(comfy_nodes)
-    with torch.inference_mode():
-        (latent,) = comfy_nodes.NODE_CLASS_MAPPINGS["DWGF_Sampler"]().sample(
-            random_flow.model, random_flow.positive, random_flow.negative, random_flow.vae, degradation,
-            measurement, seed=0, steps=steps, particles=particles, learning_rate=1.0, prior_weight=0.15,
-            ae_weight=0.1, decoder_noise=0.01, cfg=cfg)
-    return latent
+problem = super_resolution_problem
+run_dwgf = run_dwgf_node
 
 
 def test_the_family_is_built_as_comfyui_builds_it(random_flow) -> None:

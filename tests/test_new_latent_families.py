@@ -17,12 +17,12 @@ size the VAE's factor does not divide is solved on the next multiple and cropped
 
 from __future__ import annotations
 
-import gc
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from random_networks import built_once, run_dwgf_node, super_resolution_problem
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
@@ -39,14 +39,7 @@ def family(request, comfy_nodes):
     if latent_families.model_class(request.param) is None:
         pytest.skip(f"this ComfyUI predates {latent_families.NAMES[request.param]} (comfy.supported_models."
                     f"{latent_families.MODEL_CLASSES[request.param]}: added in the second half of 2025)")
-    with torch.inference_mode():
-        built = latent_families.build(request.param, DTYPE)
-    yield built
-    import comfy.model_management
-
-    comfy.model_management.unload_all_models()  # ComfyUI's loaded-model list would keep the networks alive
-    del built
-    gc.collect()
+    yield from built_once(lambda: latent_families.build(request.param, DTYPE))
 
 
 def latent_shape(family: str, particles: int, side: int = 64) -> tuple[int, ...]:
@@ -58,21 +51,8 @@ def latent_shape(family: str, particles: int, side: int = 64) -> tuple[int, ...]
     return (particles, channels, *frames, side // factor, side // factor)
 
 
-def problem(comfy_nodes, height: int = 64, width: int = 64, operator: str = "super-resolution avg-pool"):
-    image = torch.rand(1, height, width, 3, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        degradation, measurement, _ = comfy_nodes.NODE_CLASS_MAPPINGS["DWGF_DegradationOperator"]().build(
-            image, "clean (simulate the measurement)", operator, 4, 61, 3.0, 0.5, 0.3, 0.5, 0.001, 0)
-    return degradation, measurement
-
-
-def run_dwgf(comfy_nodes, built, cfg: float = 1.0, particles: int = 2, steps: int = 2, inputs=None) -> dict:
-    degradation, measurement = inputs or problem(comfy_nodes)
-    with torch.inference_mode():
-        (latent,) = comfy_nodes.NODE_CLASS_MAPPINGS["DWGF_Sampler"]().sample(
-            built.model, built.positive, built.negative, built.vae, degradation, measurement, seed=0, steps=steps,
-            particles=particles, learning_rate=1.0, prior_weight=0.15, ae_weight=0.1, decoder_noise=0.01, cfg=cfg)
-    return latent
+problem = super_resolution_problem
+run_dwgf = run_dwgf_node
 
 
 def test_the_family_and_its_vae_are_what_comfyui_builds(family) -> None:
