@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -89,6 +90,7 @@ class ComfyServer:
         """``extra_custom_nodes``: more node packages to link beside the pack (the tests' gate nodes);
         ``env``: variables added to the server's environment (e.g. glibc's ``MALLOC_MMAP_THRESHOLD_``)."""
         self.root = comfyui_root()
+        self.owns_workdir = workdir is None  # a scratch folder of its own: removed on exit
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="dwgf-server-")).resolve()
         self.extra_paths = extra_paths or {}
         self.startup_timeout = startup_timeout
@@ -179,6 +181,8 @@ class ComfyServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        if self.owns_workdir:  # callers read outputs over HTTP while the server runs
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

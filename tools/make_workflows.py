@@ -273,10 +273,11 @@ def main() -> None:
 
     from distributed import snapshot, unpack
 
-    scratch = Path(tempfile.mkdtemp(prefix="dwgf-make-workflows-"))
+    scratch = tempfile.TemporaryDirectory(prefix="dwgf-make-workflows-")  # removed when the run ends
     archive = snapshot()  # the distributed templates need ComfyUI-Distributed's node definitions
-    extra = [unpack(archive, scratch)] if archive else []
-    with ComfyServer(extra_custom_nodes=extra) as server, Editor(server.base_url, width=1600, height=1000) as editor:
+    extra = [unpack(archive, Path(scratch.name))] if archive else []
+    with scratch, ComfyServer(extra_custom_nodes=extra) as server, \
+            Editor(server.base_url, width=1600, height=1000) as editor:
         server.upload_image(example)
         object_info = server.get_json("/object_info")
         for name in args.names or template_names():
