@@ -28,7 +28,7 @@ without it. Each particle gets its own noise, so the particles of one measuremen
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -91,21 +91,30 @@ def finish_levels(alphas_cumprod: torch.Tensor, settings: DetailSettings) -> lis
     return levels_from_timesteps(alphas_cumprod, timesteps)
 
 
-def guide(z0: torch.Tensor, autoencoder: Autoencoder, operator: object, measurement: torch.Tensor,
-          steps: int, lr: float) -> torch.Tensor:
-    """``steps`` Adam steps of ``z0`` down the data term through the decoder (no prior: the
-    diffusion steps around it are the prior). Each particle's step is its own (Adam is elementwise)."""
+Decode = Callable[[torch.Tensor], torch.Tensor]
+
+
+def guide(z0: torch.Tensor, decode: Decode, operator: object, measurement: torch.Tensor, steps: int, lr: float,
+          chunk: int = 0) -> torch.Tensor:
+    """``steps`` Adam steps of ``z0`` down the data term through ``decode`` (no prior: the diffusion
+    steps around it are the prior). Each particle's step is its own (Adam is elementwise). The
+    decoder sees ``chunk`` particles at a time (0 = all), as the flow's ``memory`` setting says, and
+    each chunk's graph is freed by its own backward: the same gradient in pieces."""
     if steps == 0 or operator is None:
         return z0
     z = z0.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=lr)
+    total = z.shape[0]
+    size = total if chunk <= 0 else min(chunk, total)
     with torch.enable_grad():
         for _ in range(steps):
             optimizer.zero_grad(set_to_none=True)
-            x = autoencoder.decode(z).to(torch.float32)
-            predicted = measure(operator, measurement, x)
-            loss = 0.5 * (measurement - predicted.float()).square().mean()
-            torch.autograd.backward(loss, inputs=[z])
+            for start in range(0, total, size):
+                stop = min(start + size, total)
+                y = measurement if measurement.shape[0] == 1 else measurement[start:stop]
+                predicted = measure(operator, y, decode(z[start:stop]).to(torch.float32))
+                loss = 0.5 * (y - predicted.float()).square().mean() * ((stop - start) / total)
+                torch.autograd.backward(loss, inputs=[z])
             optimizer.step()
     return z.detach()
 
@@ -122,9 +131,12 @@ def ancestral_step(z_t: torch.Tensor, z0: torch.Tensor, level: NoiseLevel, after
 
 def add_detail(denoiser: Denoiser, autoencoder: Autoencoder | None, z: torch.Tensor, settings: DetailSettings,
                seed: int, operator: object | None = None, measurement: torch.Tensor | None = None,
-               levels: Sequence[NoiseLevel] | None = None) -> torch.Tensor:
+               levels: Sequence[NoiseLevel] | None = None, chunk: int = 0,
+               decode: Decode | None = None) -> torch.Tensor:
     """The finish on final particles ``z`` (any batch; ``measurement`` of batch 1 or one per particle);
-    returns new particles, detached. ``settings.amount`` 0 returns ``z`` itself."""
+    returns new particles, detached. ``settings.amount`` 0 returns ``z`` itself. ``chunk`` and
+    ``decode`` (default ``autoencoder.decode``; DWGF passes its checkpointed decode in its least-memory
+    mode) keep the data steps within the flow's memory."""
     if not settings.active:
         return z
     levels = list(levels) if levels is not None else finish_levels(denoiser.alphas_cumprod, settings)
@@ -132,12 +144,13 @@ def add_detail(denoiser: Denoiser, autoencoder: Autoencoder | None, z: torch.Ten
         if operator is not None:
             operator = operator_for_run(operator, z.device)
             measurement = measurement_for_run(measurement, z.shape[0], z.device)
-        return _finish(denoiser, autoencoder, z, settings, seed, operator, measurement, levels)
+        decode = decode if decode is not None else (autoencoder.decode if autoencoder is not None else None)
+        return _finish(denoiser, decode, z, settings, seed, operator, measurement, levels, chunk)
 
 
-def _finish(denoiser: Denoiser, autoencoder: Autoencoder | None, z: torch.Tensor, settings: DetailSettings,
-            seed: int, operator: object | None, measurement: torch.Tensor | None,
-            levels: list[NoiseLevel]) -> torch.Tensor:
+def _finish(denoiser: Denoiser, decode: Decode | None, z: torch.Tensor, settings: DetailSettings, seed: int,
+            operator: object | None, measurement: torch.Tensor | None, levels: list[NoiseLevel],
+            chunk: int) -> torch.Tensor:
     noise = NoiseSource(int(seed) + 0xDE7A11, z.device)
     with torch.no_grad():
         z_t = levels[0].alpha * z.detach().float() + levels[0].sigma * noise.normal(z.shape)
@@ -145,7 +158,7 @@ def _finish(denoiser: Denoiser, autoencoder: Autoencoder | None, z: torch.Tensor
     for index, level in enumerate(levels):
         with torch.no_grad():
             z0 = k_diffusion_noise(denoiser.denoise, z_t, level)[1].float()
-        z0 = guide(z0, autoencoder, operator, measurement, settings.guidance_steps, settings.amount)
+        z0 = guide(z0, decode, operator, measurement, settings.guidance_steps, settings.amount, chunk)
         if index + 1 < len(levels):
             z_t = ancestral_step(z_t, z0, level, levels[index + 1], noise)
-    return guide(z0, autoencoder, operator, measurement, settings.polish_steps, settings.polish_lr)
+    return guide(z0, decode, operator, measurement, settings.polish_steps, settings.polish_lr, chunk)

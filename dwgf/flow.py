@@ -454,7 +454,9 @@ def finish_with_detail(denoiser: Denoiser, autoencoder: Autoencoder | None, conf
     settings = config.detail_settings()
     if not settings.active:
         return z
-    finished = add_detail(denoiser, autoencoder, z, settings, config.seed, operator, measurement)
+    finished = add_detail(denoiser, autoencoder, z, settings, config.seed, operator, measurement,
+                          chunk=config.particle_chunk,
+                          decode=lambda latents: decode_with_graph(autoencoder, latents, config.checkpoint_decoder))
     if not bool(torch.isfinite(finished).all()):
         raise DWGFRunError(f"DWGF's detail finish (detail {config.detail}) made NaN or infinite particles, though "
                            "the flow itself ended finite: lower detail, or check that the model and VAE produce "

@@ -187,6 +187,8 @@ def run_in_comfyui(run: Callable, config: Any, levels: list, latent_shape: tuple
         fast = comfy_adapter.prepare_fast_vae(fast_vae, vae, model, autoencoder)
         extra["fast_autoencoder"] = fast
     full_decoder_steps = getattr(config, "full_decoder_steps", 0)
+    if getattr(config, "detail", 0.0) > 0:  # the detail finish decodes through the full VAE with gradient
+        full_decoder_steps = max(full_decoder_steps, 1)
     check_run_memory(autoencoder, latent_shape, config.particles, memory, device, fast_autoencoder=fast,
                      full_decoder_steps=full_decoder_steps)
     shape = RunShape(latent_shape[1] * autoencoder.downscale, latent_shape[2] * autoencoder.downscale,

@@ -108,3 +108,14 @@ def test_finish_levels_run_down_to_zero() -> None:
     timesteps = [level.timestep for level in levels]
     assert timesteps[0] == detail.START_TIMESTEP and timesteps[-1] == 0
     assert timesteps == sorted(set(timesteps), reverse=True) and len(timesteps) == detail.DEFAULT_STEPS
+
+
+def test_the_memory_modes_give_the_same_finish() -> None:
+    """One particle at a time (the flow's 'less memory' chunking) is the same gradient in pieces."""
+    operator, y, clean = box_problem()
+    z = clean.repeat(4, 1, 1, 1) + 0.1 * torch.randn((4, *SHAPE), generator=torch.Generator().manual_seed(1))
+    settings = detail.DetailSettings(amount=0.2)
+    whole = detail.add_detail(GaussianPriorDenoiser(), IdentityAutoencoder(), z, settings, 0, operator, y)
+    chunked = detail.add_detail(GaussianPriorDenoiser(), IdentityAutoencoder(), z, settings, 0, operator, y, chunk=1)
+    torch.testing.assert_close(chunked, whole, rtol=1e-4, atol=1e-5)
+    assert not torch.equal(whole, z)
